@@ -1,0 +1,103 @@
+"""The values a decision is made of: tiers, reasons, approval requirements, decisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from treasurer.domain.budgets import BudgetClaim, Headroom
+
+
+class Tier(StrEnum):
+    """Outcome tiers; the strictest of all applicable policies wins."""
+
+    INSTANT = "instant"
+    NOTIFY = "notify"
+    DELAY = "delay"
+    APPROVAL = "approval"
+    DENY = "deny"
+
+
+TIER_RANK = {Tier.INSTANT: 0, Tier.NOTIFY: 1, Tier.DELAY: 2, Tier.APPROVAL: 3, Tier.DENY: 4}
+
+
+def strictest(tiers: list[Tier]) -> Tier:
+    return max(tiers, key=TIER_RANK.__getitem__, default=Tier.INSTANT)
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why: a stable snake_case code, a message with the numbers, and the deciding policy."""
+
+    code: str
+    message: str
+    policy_id: str | None = None
+    policy_version: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "policy_id": self.policy_id,
+            "policy_version": self.policy_version,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequirement:
+    """Who must approve a spend in the approval tier, and how long the request lives."""
+
+    policy_id: str | None
+    required: int = 1
+    approvers: tuple[str, ...] = ()
+    group: str | None = None
+    second_agent: bool = False
+    expiry_s: int = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class RuleResult:
+    """What one policy says about one spend."""
+
+    reasons: tuple[Reason, ...] = ()
+    tier: Tier = Tier.INSTANT
+    claims: tuple[BudgetClaim, ...] = ()
+    grants: bool = False
+    delay_s: int = 0
+    approval: ApprovalRequirement | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowResult:
+    """What a shadow policy would have done; recorded, never enforced."""
+
+    policy_id: str
+    policy_version: int
+    policy_type: str
+    would_deny: bool
+    tier: Tier
+    reasons: tuple[Reason, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer to "may this spend happen, and how?" with everything that explains it.
+
+    ``allowed`` is False exactly when ``tier`` is DENY. ``claims`` are the reservations to make
+    (sorted in the global lock order); ``headroom`` reports every covering budget.
+    """
+
+    allowed: bool
+    tier: Tier
+    reasons: tuple[Reason, ...]
+    value_usd_micros: int | None
+    claims: tuple[BudgetClaim, ...] = ()
+    headroom: tuple[Headroom, ...] = ()
+    shadow: tuple[ShadowResult, ...] = ()
+    delay_s: int = 0
+    approval: ApprovalRequirement | None = None
+    policy_versions: tuple[tuple[str, int], ...] = field(default=())
+
+    @property
+    def codes(self) -> list[str]:
+        return [reason.code for reason in self.reasons]

@@ -1,0 +1,136 @@
+"""The ports: Protocols for everything the use cases need from the outside world.
+
+Adapters implement them (``adapters/sql`` for the store, ``adapters/clock`` for time); tests
+may pass fakes. Nothing in ``service`` imports a concrete adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from treasurer.domain.authorization import Authorization, AuthorizationLine
+from treasurer.domain.budgets import BudgetBalance, BudgetClaim
+from treasurer.domain.config import OrgConfig
+from treasurer.domain.facts import PriceQuote
+from treasurer.domain.plan import Plan
+
+
+class Clock(Protocol):
+    """Time, injected so tests move it instead of sleeping."""
+
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """An event to write in the same transaction as the change it records."""
+
+    kind: str
+    actor: str
+    subject: str
+    payload: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveOutcome:
+    """Result of :meth:`Store.reserve`.
+
+    ``authorization`` is the stored row (the new one, or — for an idempotent retry — the first
+    one, with ``replayed`` set). ``failed_key`` names the first balance row whose conditional
+    update did not match (nothing was written in that case). ``balances`` are the rows' values
+    after the reservation, for headroom reporting.
+    """
+
+    authorization: Authorization | None
+    replayed: bool = False
+    failed_key: str | None = None
+    balances: dict[str, BudgetBalance] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRow:
+    """One group of a spend aggregation (captured and still-reserved USD, with counts)."""
+
+    group: str
+    captured_usd_micros: int
+    pending_usd_micros: int
+    captured_count: int
+    pending_count: int
+
+
+class Store(Protocol):
+    """Persistence of config, balances, authorizations and audit events.
+
+    Every method is one short transaction. ``reserve`` follows ARCHITECTURE.md "Budgets under
+    concurrency": conditional updates in the claims' lock order, all or nothing.
+    """
+
+    def migrate(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    # -- configuration --------------------------------------------------------------------
+    def config_version(self) -> int: ...
+
+    def load_config(self) -> OrgConfig | None: ...
+
+    def apply_plan(self, plan: Plan, audit: Sequence[AuditRecord]) -> int: ...
+
+    def set_price(self, asset_id: str, quote: PriceQuote, audit: AuditRecord) -> None: ...
+
+    def price(self, asset_id: str) -> PriceQuote | None: ...
+
+    # -- budgets and authorizations -------------------------------------------------------
+    def balances(self, keys: Sequence[str]) -> dict[str, BudgetBalance]: ...
+
+    def spent_by_wallet(self, keys: Sequence[str]) -> dict[str, tuple[tuple[str, int], ...]]: ...
+
+    def find_by_idempotency_key(self, agent_id: str, key: str) -> Authorization | None: ...
+
+    def reserve(
+        self,
+        authorization: Authorization,
+        claims: Sequence[BudgetClaim],
+        audit: AuditRecord,
+        now: datetime,
+    ) -> ReserveOutcome: ...
+
+    def record_denial(self, authorization: Authorization, audit: AuditRecord) -> ReserveOutcome: ...
+
+    def get_authorization(self, authorization_id: str) -> Authorization | None: ...
+
+    def authorization_lines(self, authorization_id: str) -> list[AuthorizationLine]: ...
+
+    def capture(
+        self,
+        authorization_id: str,
+        amount: int,
+        usd_micros: int,
+        now: datetime,
+        audit: AuditRecord,
+        tx_hash: str | None = None,
+    ) -> Authorization | None: ...
+
+    def release(
+        self,
+        authorization_id: str,
+        new_state: str,
+        now: datetime,
+        audit: AuditRecord,
+    ) -> Authorization | None: ...
+
+    def stale_authorizations(self, now: datetime, limit: int) -> list[str]: ...
+
+    # -- reporting ------------------------------------------------------------------------
+    def spend(
+        self,
+        group_by: str,
+        since: datetime | None,
+        until: datetime | None,
+        filters: dict[str, str],
+    ) -> list[SpendRow]: ...
+
+    def audit_events(self, limit: int, after_id: int = 0) -> list[dict[str, object]]: ...
