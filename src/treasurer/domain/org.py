@@ -101,8 +101,13 @@ class Wallet:
     @property
     def handle(self) -> str:
         """``base:0xabc…`` — how a wallet is named to people."""
-        short = self.address if len(self.address) <= 12 else f"{self.address[:8]}…"
-        return f"{self.chain}:{short}"
+        return wallet_handle(self.chain, self.address)
+
+
+def wallet_handle(chain: str, address: str) -> str:
+    """Short human name of a wallet: ``base:0x111111…``."""
+    short = address if len(address) <= 12 else f"{address[:8]}…"
+    return f"{chain}:{short}"
 
 
 def department_chain(departments: dict[str, Department], leaf: str | None) -> list[str]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from treasurer.domain.budgets import BudgetClaim, Headroom
+from treasurer.domain.money import usd_decimal_text as usd_text
 
 
 class Tier(StrEnum):
@@ -101,3 +102,53 @@ class Decision:
     @property
     def codes(self) -> list[str]:
         return [reason.code for reason in self.reasons]
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready explanation: outcome, tier, reasons, headroom, shadow results."""
+        return {
+            "allowed": self.allowed,
+            "tier": self.tier.value,
+            "value_usd": None if self.value_usd_micros is None else usd_text(self.value_usd_micros),
+            "reasons": [reason.as_dict() for reason in self.reasons],
+            "budgets": [headroom_dict(h) for h in self.headroom],
+            "shadow": [
+                {
+                    "policy_id": s.policy_id,
+                    "policy_version": s.policy_version,
+                    "policy_type": s.policy_type,
+                    "would_deny": s.would_deny,
+                    "tier": s.tier.value,
+                    "reasons": [reason.as_dict() for reason in s.reasons],
+                }
+                for s in self.shadow
+            ],
+            "delay_s": self.delay_s,
+            "approval": None
+            if self.approval is None
+            else {
+                "policy_id": self.approval.policy_id,
+                "required": self.approval.required,
+                "approvers": list(self.approval.approvers),
+                "group": self.approval.group,
+                "second_agent": self.approval.second_agent,
+                "expiry_s": self.approval.expiry_s,
+            },
+            "policy_versions": {pid: version for pid, version in self.policy_versions},
+        }
+
+
+def headroom_dict(h: Headroom) -> dict[str, object]:
+    """A budget's headroom as JSON: limit, used before, this request, remaining after."""
+    remaining = h.remaining_after_micros
+    return {
+        "policy_id": h.policy_id,
+        "scope": h.scope,
+        "window": h.window,
+        "period": h.period,
+        "limit_usd": None if h.limit_micros is None else usd_text(h.limit_micros),
+        "used_usd": usd_text(h.used_micros),
+        "requested_usd": usd_text(h.requested_micros),
+        "remaining_usd": None if remaining is None else usd_text(remaining),
+        "max_count": h.max_count,
+        "used_count": h.used_count,
+    }

@@ -1,0 +1,1 @@
+"""The SQL store: one implementation over SQLite (embedded default) and PostgreSQL."""

@@ -1,0 +1,282 @@
+"""Budget reservations, captures and releases: the concurrency-critical SQL.
+
+``reserve`` is one short transaction (ARCHITECTURE.md, "Budgets under concurrency"): for each
+claim, in the global lock order (narrow scopes first, org last), a single conditional upsert
+
+    INSERT … ON CONFLICT (key) DO UPDATE SET pending = pending + x … WHERE posted + pending + x
+    <= limit RETURNING …
+
+If any row does not match, the whole transaction rolls back and the failing key is reported;
+otherwise the authorization, its lines and its audit event are inserted and committed. The
+``CHECK (posted + pending <= limit)`` constraint is the last line of defence. Capture and
+release guard on the authorization's state, so each happens exactly once under racing calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from treasurer.adapters.sql.codec import AUTH_COLUMNS, auth_from_row, auth_params, to_us
+from treasurer.adapters.sql.config_store import write_audit
+from treasurer.adapters.sql.db import Tx
+from treasurer.domain.authorization import RESERVING_STATES, Authorization
+from treasurer.domain.budgets import BudgetBalance, BudgetClaim
+from treasurer.domain.org import wallet_handle
+from treasurer.domain.windows import rolling_cutoff
+from treasurer.service.ports import AuditRecord
+
+_RESERVING = "('" + "','".join(sorted(s.value for s in RESERVING_STATES)) + "')"
+
+
+class ClaimRejected(Exception):
+    """A conditional update matched no row: the claim does not fit (rolls the tx back)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _reserve_sql(has_limit: bool, has_count: bool) -> str:
+    conditions = []
+    if has_limit:
+        conditions.append(
+            "budget_balances.posted + budget_balances.pending + excluded.pending "
+            "<= excluded.limit_micros"
+        )
+    if has_count:
+        conditions.append(
+            "budget_balances.posted_count + budget_balances.pending_count + 1 <= excluded.max_count"
+        )
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return (
+        "INSERT INTO budget_balances (key, policy_id, scope, period, subject, limit_micros, "
+        "max_count, posted, pending, posted_count, pending_count, updated_us) VALUES "
+        "(:key, :policy_id, :scope, :period, :subject, :limit, :max_count, 0, :x, 0, 1, :now) "
+        "ON CONFLICT (key) DO UPDATE SET pending = budget_balances.pending + excluded.pending, "
+        "pending_count = budget_balances.pending_count + 1, "
+        "limit_micros = excluded.limit_micros, max_count = excluded.max_count, "
+        f"updated_us = excluded.updated_us{where} "
+        "RETURNING posted, pending, posted_count, pending_count"
+    )
+
+
+_RESERVE_SQL = {
+    (lim, cnt): _reserve_sql(lim, cnt) for lim in (True, False) for cnt in (True, False)
+}
+
+INSERT_AUTH = (
+    f"INSERT INTO authorizations ({AUTH_COLUMNS}) VALUES ("
+    + ", ".join(f":{c.strip()}" for c in AUTH_COLUMNS.split(","))
+    + ")"
+)
+INSERT_LINE = (
+    "INSERT INTO authorization_lines (authorization_id, balance_key, amount_micros, lock_rank, "
+    "bucket_s) VALUES (:a, :k, :x, :r, :b)"
+)
+
+
+def _expire_rolling(tx: Tx, claim: BudgetClaim, now: datetime) -> None:
+    """Drop rolling buckets that lie wholly outside the window (deny early, never over)."""
+    expired = tx.all(
+        "DELETE FROM budget_buckets WHERE key = :k AND bucket < :c RETURNING amount, count",
+        {"k": claim.key, "c": rolling_cutoff(claim.window, now)},
+    )
+    if expired:
+        tx.execute(
+            "UPDATE budget_balances SET posted = posted - :a, posted_count = posted_count - :c "
+            "WHERE key = :k",
+            {
+                "a": sum(int(r[0]) for r in expired),
+                "c": sum(int(r[1]) for r in expired),
+                "k": claim.key,
+            },
+        )
+
+
+def reserve_claims(
+    tx: Tx, claims: Sequence[BudgetClaim], now: datetime
+) -> dict[str, BudgetBalance]:
+    """Reserve every claim or raise :class:`ClaimRejected` naming the first that does not fit."""
+    now_us = to_us(now)
+    after: dict[str, BudgetBalance] = {}
+    for claim in sorted(claims, key=lambda c: c.lock_order):
+        if claim.is_rolling:
+            _expire_rolling(tx, claim, now)
+        over_limit = claim.limit_micros is not None and claim.amount_micros > claim.limit_micros
+        if over_limit or claim.max_count == 0:
+            raise ClaimRejected(claim.key)
+        row = tx.one(
+            _RESERVE_SQL[(claim.limit_micros is not None, claim.max_count is not None)],
+            {
+                "key": claim.key,
+                "policy_id": claim.policy_id,
+                "scope": str(claim.scope),
+                "period": claim.period.key,
+                "subject": claim.subject,
+                "limit": claim.limit_micros,
+                "max_count": claim.max_count,
+                "x": claim.amount_micros,
+                "now": now_us,
+            },
+        )
+        if row is None:
+            raise ClaimRejected(claim.key)
+        after[claim.key] = BudgetBalance(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+    return after
+
+
+def insert_authorization(
+    tx: Tx,
+    auth: Authorization,
+    claims: Sequence[BudgetClaim],
+    audit: AuditRecord,
+    now: datetime,
+    dialect: str,
+) -> None:
+    tx.execute(INSERT_AUTH, auth_params(auth, dialect))
+    if claims:
+        tx.executemany(
+            INSERT_LINE,
+            [
+                {
+                    "a": auth.id,
+                    "k": c.key,
+                    "x": c.amount_micros,
+                    "r": c.lock_order[0],
+                    "b": c.window.bucket_s if c.is_rolling else None,
+                }
+                for c in claims
+            ],
+        )
+    write_audit(tx, audit, now)
+
+
+def get_authorization(tx: Tx, authorization_id: str) -> Authorization | None:
+    row = tx.one(
+        f"SELECT {AUTH_COLUMNS} FROM authorizations WHERE id = :id", {"id": authorization_id}
+    )
+    return auth_from_row(row) if row else None
+
+
+def find_by_key(tx: Tx, agent_id: str, key: str) -> Authorization | None:
+    row = tx.one(
+        f"SELECT {AUTH_COLUMNS} FROM authorizations WHERE agent_id = :a AND idempotency_key = :k",
+        {"a": agent_id, "k": key},
+    )
+    return auth_from_row(row) if row else None
+
+
+def lines_of(tx: Tx, authorization_id: str) -> list[tuple[str, int, int, int | None]]:
+    rows = tx.all(
+        "SELECT balance_key, amount_micros, lock_rank, bucket_s FROM authorization_lines "
+        "WHERE authorization_id = :a ORDER BY lock_rank, balance_key",
+        {"a": authorization_id},
+    )
+    return [(r[0], int(r[1]), int(r[2]), None if r[3] is None else int(r[3])) for r in rows]
+
+
+def capture(
+    tx: Tx,
+    authorization_id: str,
+    amount: int,
+    usd_micros: int,
+    now: datetime,
+    tx_hash: str | None,
+    dialect: str,
+) -> Authorization | None:
+    """Post the final amount; ``None`` when the authorization is not pending (guarded)."""
+    now_us = to_us(now)
+    changed = tx.execute(
+        "UPDATE authorizations SET state = 'captured', captured_amount = :amount, "
+        "captured_usd_micros = :usd, finalized_us = :now, tx_hash = :tx "
+        "WHERE id = :id AND state = 'pending' AND value_usd_micros >= :usd",
+        {
+            "amount": str(amount) if dialect == "sqlite" else amount,
+            "usd": usd_micros,
+            "now": now_us,
+            "tx": tx_hash,
+            "id": authorization_id,
+        },
+    )
+    if changed != 1:
+        return None
+    for key, reserved, _rank, bucket_s in lines_of(tx, authorization_id):
+        tx.execute(
+            "UPDATE budget_balances SET pending = pending - :r, posted = posted + :u, "
+            "pending_count = pending_count - 1, posted_count = posted_count + 1, "
+            "updated_us = :now WHERE key = :k",
+            {"r": reserved, "u": usd_micros, "now": now_us, "k": key},
+        )
+        if bucket_s is not None:
+            tx.execute(
+                "INSERT INTO budget_buckets (key, bucket, amount, count) VALUES (:k, :b, :u, 1) "
+                "ON CONFLICT (key, bucket) DO UPDATE SET amount = budget_buckets.amount + "
+                "excluded.amount, count = budget_buckets.count + 1",
+                {"k": key, "b": int(now.timestamp()) // bucket_s, "u": usd_micros},
+            )
+    return get_authorization(tx, authorization_id)
+
+
+def release(tx: Tx, authorization_id: str, new_state: str, now: datetime) -> Authorization | None:
+    """Release a reservation (void, expiry, rejection); ``None`` if it holds none."""
+    now_us = to_us(now)
+    changed = tx.execute(
+        f"UPDATE authorizations SET state = :s, finalized_us = :now "
+        f"WHERE id = :id AND state IN {_RESERVING}",
+        {"s": new_state, "now": now_us, "id": authorization_id},
+    )
+    if changed != 1:
+        return None
+    for key, reserved, _rank, _bucket in lines_of(tx, authorization_id):
+        tx.execute(
+            "UPDATE budget_balances SET pending = pending - :r, pending_count = pending_count - 1, "
+            "updated_us = :now WHERE key = :k",
+            {"r": reserved, "now": now_us, "k": key},
+        )
+    return get_authorization(tx, authorization_id)
+
+
+def balances(tx: Tx, keys: Sequence[str]) -> dict[str, BudgetBalance]:
+    if not keys:
+        return {}
+    params = {f"k{i}": key for i, key in enumerate(keys)}
+    placeholders = ", ".join(f":{name}" for name in params)
+    rows = tx.all(
+        "SELECT key, posted, pending, posted_count, pending_count FROM budget_balances "
+        f"WHERE key IN ({placeholders})",
+        params,
+    )
+    return {r[0]: BudgetBalance(int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows}
+
+
+def spent_by_wallet(tx: Tx, keys: Sequence[str]) -> dict[str, tuple[tuple[str, int], ...]]:
+    """Per balance key, how much each wallet has captured or reserved in it."""
+    if not keys:
+        return {}
+    params: dict[str, Any] = {f"k{i}": key for i, key in enumerate(keys)}
+    placeholders = ", ".join(f":k{i}" for i in range(len(keys)))
+    rows = tx.all(
+        "SELECT l.balance_key, a.chain, w.address, a.wallet_id, "
+        "SUM(CASE WHEN a.state = 'captured' THEN a.captured_usd_micros ELSE l.amount_micros END) "
+        "FROM authorization_lines l JOIN authorizations a ON a.id = l.authorization_id "
+        "LEFT JOIN wallets w ON w.id = a.wallet_id "
+        f"WHERE l.balance_key IN ({placeholders}) AND a.state IN {_RESERVING[:-1]},'captured') "
+        "GROUP BY l.balance_key, a.chain, w.address, a.wallet_id ORDER BY 5 DESC",
+        params,
+    )
+    out: dict[str, list[tuple[str, int]]] = {}
+    for key, chain, address, wallet_id, total in rows:
+        handle = wallet_handle(chain, address) if address else wallet_id
+        out.setdefault(key, []).append((handle, int(total)))
+    return {key: tuple(items) for key, items in out.items()}
+
+
+def stale_authorizations(tx: Tx, now: datetime, limit: int) -> list[str]:
+    rows = tx.all(
+        "SELECT id FROM authorizations WHERE state = 'pending' AND expires_us IS NOT NULL "
+        "AND expires_us <= :now ORDER BY expires_us LIMIT :limit",
+        {"now": to_us(now), "limit": limit},
+    )
+    return [r[0] for r in rows]

@@ -1,0 +1,268 @@
+"""``SqlStore``: the :class:`~treasurer.service.ports.Store` over SQLite or PostgreSQL.
+
+Each public method is one short transaction. Whole transactions that fail with a retryable
+PostgreSQL error (deadlock, serialization failure) are retried a bounded number of times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from treasurer.adapters.sql import budget_store as budgets
+from treasurer.adapters.sql import config_store as config
+from treasurer.adapters.sql.codec import from_us, loads, to_us
+from treasurer.adapters.sql.db import MAX_TX_ATTEMPTS, Database, Tx, is_retryable, open_database
+from treasurer.adapters.sql.migrate import migrate
+from treasurer.domain.authorization import RESERVING_STATES, Authorization, AuthorizationLine
+from treasurer.domain.budgets import BudgetBalance, BudgetClaim
+from treasurer.domain.config import OrgConfig
+from treasurer.domain.errors import StoreUnavailable
+from treasurer.domain.facts import PriceQuote
+from treasurer.domain.org import AgentStatus, Scope
+from treasurer.domain.plan import Plan
+from treasurer.service.ports import AuditRecord, ReserveOutcome, SpendRow
+
+T = TypeVar("T")
+
+_GROUP_COLUMNS = {
+    "org": "'org'",
+    "department": "COALESCE(department_id, '-')",
+    "agent": "agent_id",
+    "wallet": "wallet_id",
+    "chain": "chain",
+    "asset": "COALESCE(asset_id, '-')",
+    "vendor": "vendor",
+}
+_FILTER_COLUMNS = {
+    "department": "department_id",
+    "agent": "agent_id",
+    "wallet": "wallet_id",
+    "chain": "chain",
+    "asset": "asset_id",
+    "vendor": "vendor",
+}
+_RESERVING = "('" + "','".join(sorted(s.value for s in RESERVING_STATES)) + "')"
+
+
+class SqlStore:
+    """The store for one database URL (``sqlite:///path`` or ``postgresql://…``)."""
+
+    def __init__(self, url: str, database: Database | None = None) -> None:
+        self.url = url
+        self.db = database or open_database(url)
+        self.dialect = self.db.dialect
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _run(self, work: Callable[[Tx], T], *, write: bool = True) -> T:
+        for attempt in range(MAX_TX_ATTEMPTS):
+            try:
+                with self.db.transaction(write=write) as tx:
+                    return work(tx)
+            except Exception as exc:
+                if not is_retryable(exc) or attempt == MAX_TX_ATTEMPTS - 1:
+                    raise
+        raise StoreUnavailable("transaction kept failing with retryable errors")
+
+    def migrate(self) -> None:
+        migrate(self.url)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- configuration --------------------------------------------------------------------
+    def config_version(self) -> int:
+        return self._run(config.read_config_version, write=False)
+
+    def load_config(self) -> OrgConfig | None:
+        return self._run(config.load_config, write=False)
+
+    def load_config_versioned(self) -> tuple[int, OrgConfig | None]:
+        """Config and its version read in one transaction (consistent pair)."""
+        return self._run(
+            lambda tx: (config.read_config_version(tx), config.load_config(tx)), write=False
+        )
+
+    def apply_plan(self, plan: Plan, audit: Sequence[AuditRecord], now: datetime) -> int:
+        return self._run(lambda tx: config.apply_plan(tx, plan, audit, now, self.dialect))
+
+    def set_price(
+        self, asset_id: str, quote: PriceQuote, audit: AuditRecord, now: datetime
+    ) -> None:
+        def work(tx: Tx) -> None:
+            config.set_price(tx, asset_id, quote, self.dialect)
+            config.write_audit(tx, audit, now)
+
+        self._run(work)
+
+    def price(self, asset_id: str) -> PriceQuote | None:
+        return self._run(lambda tx: config.get_price(tx, asset_id), write=False)
+
+    def set_freeze(
+        self, scope: Scope, frozen: bool, reason: str, actor: str, audit: AuditRecord, now: datetime
+    ) -> bool:
+        def work(tx: Tx) -> bool:
+            changed = config.set_freeze(tx, scope, frozen, reason, actor, now)
+            if changed:
+                config.write_audit(tx, audit, now)
+            return changed
+
+        return self._run(work)
+
+    def set_agent_status(
+        self, agent_id: str, status: AgentStatus, audit: AuditRecord, now: datetime
+    ) -> bool:
+        def work(tx: Tx) -> bool:
+            changed = config.set_agent_status(tx, agent_id, status)
+            if changed:
+                config.write_audit(tx, audit, now)
+            return changed
+
+        return self._run(work)
+
+    def policy_history(self, policy_id: str) -> list[dict[str, object]]:
+        return self._run(lambda tx: config.policy_history(tx, policy_id), write=False)
+
+    # -- budgets and authorizations -------------------------------------------------------
+    def balances(self, keys: Sequence[str]) -> dict[str, BudgetBalance]:
+        return self._run(lambda tx: budgets.balances(tx, keys), write=False)
+
+    def spent_by_wallet(self, keys: Sequence[str]) -> dict[str, tuple[tuple[str, int], ...]]:
+        return self._run(lambda tx: budgets.spent_by_wallet(tx, keys), write=False)
+
+    def find_by_idempotency_key(self, agent_id: str, key: str) -> Authorization | None:
+        return self._run(lambda tx: budgets.find_by_key(tx, agent_id, key), write=False)
+
+    def reserve(
+        self,
+        authorization: Authorization,
+        claims: Sequence[BudgetClaim],
+        audit: AuditRecord,
+        now: datetime,
+    ) -> ReserveOutcome:
+        def work(tx: Tx) -> ReserveOutcome:
+            after = budgets.reserve_claims(tx, claims, now)
+            budgets.insert_authorization(tx, authorization, claims, audit, now, self.dialect)
+            return ReserveOutcome(authorization=authorization, balances=after)
+
+        return self._guarded_insert(authorization, work)
+
+    def record_denial(
+        self, authorization: Authorization, audit: AuditRecord, now: datetime
+    ) -> ReserveOutcome:
+        def work(tx: Tx) -> ReserveOutcome:
+            budgets.insert_authorization(tx, authorization, (), audit, now, self.dialect)
+            return ReserveOutcome(authorization=authorization)
+
+        return self._guarded_insert(authorization, work)
+
+    def _guarded_insert(
+        self, authorization: Authorization, work: Callable[[Tx], ReserveOutcome]
+    ) -> ReserveOutcome:
+        try:
+            return self._run(work)
+        except budgets.ClaimRejected as rejected:
+            return ReserveOutcome(authorization=None, failed_key=rejected.key)
+        except Exception as exc:
+            if not self.db.is_unique_violation(exc) or authorization.idempotency_key is None:
+                raise
+            first = self.find_by_idempotency_key(
+                authorization.agent_id, authorization.idempotency_key
+            )
+            if first is None:
+                raise
+            return ReserveOutcome(authorization=first, replayed=True)
+
+    def get_authorization(self, authorization_id: str) -> Authorization | None:
+        return self._run(lambda tx: budgets.get_authorization(tx, authorization_id), write=False)
+
+    def authorization_lines(self, authorization_id: str) -> list[AuthorizationLine]:
+        rows = self._run(lambda tx: budgets.lines_of(tx, authorization_id), write=False)
+        return [AuthorizationLine(key, amount) for key, amount, _rank, _bucket in rows]
+
+    def capture(
+        self,
+        authorization_id: str,
+        amount: int,
+        usd_micros: int,
+        now: datetime,
+        audit: AuditRecord,
+        tx_hash: str | None = None,
+    ) -> Authorization | None:
+        def work(tx: Tx) -> Authorization | None:
+            done = budgets.capture(
+                tx, authorization_id, amount, usd_micros, now, tx_hash, self.dialect
+            )
+            if done is not None:
+                config.write_audit(tx, audit, now)
+            return done
+
+        return self._run(work)
+
+    def release(
+        self, authorization_id: str, new_state: str, now: datetime, audit: AuditRecord
+    ) -> Authorization | None:
+        def work(tx: Tx) -> Authorization | None:
+            done = budgets.release(tx, authorization_id, new_state, now)
+            if done is not None:
+                config.write_audit(tx, audit, now)
+            return done
+
+        return self._run(work)
+
+    def stale_authorizations(self, now: datetime, limit: int) -> list[str]:
+        return self._run(lambda tx: budgets.stale_authorizations(tx, now, limit), write=False)
+
+    # -- reporting ------------------------------------------------------------------------
+    def spend(
+        self,
+        group_by: str,
+        since: datetime | None,
+        until: datetime | None,
+        filters: dict[str, str],
+    ) -> list[SpendRow]:
+        """Captured and reserved USD per group, over authorizations created in the range."""
+        column = _GROUP_COLUMNS[group_by]
+        where = ["1 = 1"]
+        params: dict[str, object] = {}
+        if since is not None:
+            where.append("created_us >= :since")
+            params["since"] = to_us(since)
+        if until is not None:
+            where.append("created_us < :until")
+            params["until"] = to_us(until)
+        for name, value in sorted(filters.items()):
+            where.append(f"{_FILTER_COLUMNS[name]} = :f_{name}")
+            params[f"f_{name}"] = value
+        sql = (
+            f"SELECT {column} AS grp, "
+            "COALESCE(SUM(CASE WHEN state = 'captured' THEN captured_usd_micros ELSE 0 END), 0), "
+            f"COALESCE(SUM(CASE WHEN state IN {_RESERVING} THEN value_usd_micros ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN state = 'captured' THEN 1 ELSE 0 END), 0), "
+            f"COALESCE(SUM(CASE WHEN state IN {_RESERVING} THEN 1 ELSE 0 END), 0) "
+            f"FROM authorizations WHERE {' AND '.join(where)} GROUP BY grp ORDER BY grp"
+        )
+        rows = self._run(lambda tx: tx.all(sql, params), write=False)
+        return [SpendRow(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+    def audit_events(self, limit: int, after_id: int = 0) -> list[dict[str, object]]:
+        rows = self._run(
+            lambda tx: tx.all(
+                "SELECT id, at_us, kind, actor, subject, payload FROM audit_events "
+                "WHERE id > :after ORDER BY id LIMIT :limit",
+                {"after": after_id, "limit": limit},
+            ),
+            write=False,
+        )
+        return [
+            {
+                "id": int(r[0]),
+                "at": from_us(r[1]),
+                "kind": r[2],
+                "actor": r[3],
+                "subject": r[4],
+                "payload": loads(r[5]),
+            }
+            for r in rows
+        ]

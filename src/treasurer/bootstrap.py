@@ -1,0 +1,52 @@
+"""The composition root: the only module that builds concrete adapters.
+
+``open_governance(url)`` wires the SQL store, the system clock and the use cases together;
+``treasurer.open`` is a thin alias of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from treasurer.adapters.clock import SystemClock
+from treasurer.adapters.sql.store import SqlStore
+from treasurer.adapters.yaml_files import load_org_file
+from treasurer.service.admin import ApplyResult, Governance
+from treasurer.service.ports import Clock
+
+
+class EmbeddedGovernance(Governance):
+    """Governance in-process; ``apply`` also accepts a path to a YAML org file."""
+
+    def apply(
+        self,
+        org_file: Mapping[str, object] | str | Path,
+        *,
+        source: str | None = None,
+        actor: str = "admin",
+        dry_run: bool = False,
+    ) -> ApplyResult:
+        if isinstance(org_file, (str, Path)):
+            data = load_org_file(org_file)
+            return super().apply(data, source=source or str(org_file), actor=actor, dry_run=dry_run)
+        return super().apply(org_file, source=source or "org.yaml", actor=actor, dry_run=dry_run)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> EmbeddedGovernance:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_governance(
+    database_url: str, *, clock: Clock | None = None, migrate: bool = True
+) -> EmbeddedGovernance:
+    """Open (and migrate) the store at ``database_url`` and return the embedded interface."""
+    store = SqlStore(database_url)
+    if migrate:
+        store.migrate()
+    return EmbeddedGovernance(store, clock or SystemClock())

@@ -1,0 +1,227 @@
+"""The full embedded interface: governance plus org files, prices, freezes and spend reports.
+
+:class:`Governance` is what ``treasurer.open(url)`` returns; the remote client offers the same
+method names over HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from treasurer.domain.errors import InvalidRequest, NotFound
+from treasurer.domain.facts import PriceQuote
+from treasurer.domain.money import parse_price
+from treasurer.domain.org import AgentStatus, Scope, ScopeKind
+from treasurer.domain.outcome import Decision
+from treasurer.domain.plan import Plan, make_plan
+from treasurer.domain.windows import Window, WindowKind, period_of
+from treasurer.service.governance import AuthorizationResult, GovernanceCore
+from treasurer.service.orgfile_export import export_org_file
+from treasurer.service.orgfile_parse import parse_org_file
+from treasurer.service.ports import AuditRecord, SpendRow
+from treasurer.service.requests import SpendInput
+
+_EXTRA_FIELDS = frozenset(
+    {"contract", "method", "spender", "typed_data", "fee_usd", "gas_price_gwei"}
+)
+
+
+def _spend(
+    agent: str,
+    wallet: object,
+    amount: object,
+    asset: str | None,
+    recipient: str | None,
+    chain: str | None,
+    kind: str,
+    extra: Mapping[str, object],
+) -> SpendInput:
+    unknown = set(extra) - _EXTRA_FIELDS
+    if unknown:
+        raise InvalidRequest(
+            f"unknown field(s): {', '.join(sorted(unknown))}; accepted extras: "
+            f"{', '.join(sorted(_EXTRA_FIELDS))}",
+            field=sorted(unknown)[0],
+        )
+    wallet_ref = getattr(wallet, "id", wallet)
+    return SpendInput(
+        agent=agent,
+        wallet=str(wallet_ref),
+        amount=amount,
+        asset=asset,
+        recipient=recipient,
+        chain=chain,
+        kind=kind,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+GROUPS = ("org", "department", "agent", "wallet", "chain", "asset", "vendor")
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """A plan and whether it was written (``applied`` is False for a dry run or no-op)."""
+
+    plan: Plan
+    applied: bool
+    config_version: int | None = None
+
+
+class Governance(GovernanceCore):
+    """Everything the embedded API offers."""
+
+    # -- spends ---------------------------------------------------------------------------
+    def check(
+        self,
+        *,
+        agent: str,
+        wallet: str,
+        amount: object,
+        asset: str | None,
+        recipient: str | None = None,
+        chain: str | None = None,
+        kind: str = "transfer",
+        **extra: object,
+    ) -> Decision:
+        """Dry run: ``gov.check(agent="a", wallet="w2", amount="499.00", asset="USDC")``."""
+        spend = _spend(agent, wallet, amount, asset, recipient, chain, kind, extra)
+        return self.check_spend(spend)
+
+    def authorize(
+        self,
+        *,
+        agent: str,
+        wallet: str,
+        amount: object,
+        asset: str | None,
+        recipient: str | None = None,
+        chain: str | None = None,
+        kind: str = "transfer",
+        idempotency_key: str | None = None,
+        actor: str | None = None,
+        **extra: object,
+    ) -> AuthorizationResult:
+        """Decide and reserve; capture or void the result later."""
+        spend = _spend(agent, wallet, amount, asset, recipient, chain, kind, extra)
+        return self.authorize_spend(spend, idempotency_key=idempotency_key, actor=actor)
+
+    # -- org file -------------------------------------------------------------------------
+    def plan(self, org_file: Mapping[str, object], *, source: str = "org.yaml") -> Plan:
+        """What applying ``org_file`` would create, change and remove."""
+        desired = parse_org_file(dict(org_file), source=source)
+        return make_plan(self.cache.peek(), desired)
+
+    def apply(
+        self,
+        org_file: Mapping[str, object],
+        *,
+        source: str = "org.yaml",
+        actor: str = "admin",
+        dry_run: bool = False,
+    ) -> ApplyResult:
+        """Apply an org file idempotently: compute the plan, then write it in one transaction."""
+        plan = self.plan(org_file, source=source)
+        if dry_run or plan.empty:
+            return ApplyResult(plan, applied=False)
+        audit = [
+            AuditRecord(
+                kind=f"{change.kind}.{change.action}d".replace("ed.", "e."),
+                actor=actor,
+                subject=f"{change.kind}:{change.id}",
+                payload={"before": change.before, "after": change.after},
+            )
+            for change in plan.changes
+        ]
+        version = self.store.apply_plan(plan, audit, self.clock.now())
+        self.cache.invalidate()
+        return ApplyResult(plan, applied=True, config_version=version)
+
+    def export(self) -> dict[str, object]:
+        """The current state in the org file format (``apply`` of it is a no-op)."""
+        return export_org_file(self.cache.get())
+
+    # -- prices ---------------------------------------------------------------------------
+    def set_price(self, asset: str, price_usd: object, *, actor: str = "admin") -> PriceQuote:
+        """Set the manual USD price of an asset; it goes stale after the asset's max age."""
+        config = self.cache.get()
+        found = config.find_asset(asset, None)
+        if found is None:
+            raise NotFound(f"asset {asset!r} is not registered", field="asset")
+        quote = PriceQuote(parse_price(price_usd), self.clock.now(), "manual")
+        audit = AuditRecord("price.set", actor, f"asset:{found.id}", {"price_usd": str(price_usd)})
+        self.store.set_price(found.id, quote, audit, self.clock.now())
+        return quote
+
+    # -- freezes --------------------------------------------------------------------------
+    def freeze(self, scope: str, *, reason: str = "", actor: str = "admin") -> bool:
+        """Freeze ``wallet:<id>``, ``agent:<id>``, ``department:<id>`` or ``org``."""
+        return self._set_freeze(scope, True, reason, actor)
+
+    def unfreeze(self, scope: str, *, actor: str = "admin") -> bool:
+        return self._set_freeze(scope, False, "", actor)
+
+    def _set_freeze(self, scope_text: str, frozen: bool, reason: str, actor: str) -> bool:
+        scope = self._scope(scope_text)
+        kind = "freeze.set" if frozen else "freeze.lifted"
+        audit = AuditRecord(kind, actor, str(scope), {"reason": reason})
+        changed = self.store.set_freeze(scope, frozen, reason, actor, audit, self.clock.now())
+        self.cache.invalidate()
+        return changed
+
+    def _scope(self, text: str) -> Scope:
+        config = self.cache.get()
+        if text == "org":
+            return Scope(ScopeKind.ORG, config.org.id)
+        try:
+            scope = Scope.parse(text)
+        except ValueError:
+            raise InvalidRequest(
+                f"scope: {text!r} must be org, department:<id>, agent:<id> or wallet:<id>",
+                field="scope",
+            ) from None
+        known = {
+            ScopeKind.ORG: {config.org.id},
+            ScopeKind.DEPARTMENT: set(config.departments),
+            ScopeKind.AGENT: set(config.agents),
+            ScopeKind.WALLET: set(config.wallets),
+        }[scope.kind]
+        if scope.id not in known:
+            raise NotFound(f"scope {text!r} does not exist", field="scope")
+        return scope
+
+    def set_agent_status(self, agent: str, status: str, *, actor: str = "admin") -> bool:
+        """Set an agent active, frozen or decommissioned (the kill switch comes later)."""
+        if agent not in self.cache.get().agents:
+            raise NotFound(f"agent {agent!r} does not exist", field="agent")
+        audit = AuditRecord("agent.status", actor, f"agent:{agent}", {"status": status})
+        changed = self.store.set_agent_status(agent, AgentStatus(status), audit, self.clock.now())
+        self.cache.invalidate()
+        return changed
+
+    # -- spend ----------------------------------------------------------------------------
+    def spend(
+        self,
+        *,
+        by: str = "agent",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        **filters: str,
+    ) -> list[SpendRow]:
+        """Captured and reserved USD per group (org, department, agent, wallet, chain, ...)."""
+        if by not in GROUPS:
+            raise InvalidRequest(f"by: {by!r} must be one of {', '.join(GROUPS)}", field="by")
+        unknown = set(filters) - set(GROUPS[1:])
+        if unknown:
+            raise InvalidRequest(
+                f"unknown filter(s): {', '.join(sorted(unknown))}", field="filters"
+            )
+        return self.store.spend(by, since, until, dict(filters))
+
+    def spent_today(self, *, by: str = "agent", **filters: str) -> list[SpendRow]:
+        """Spend in the current calendar day of the org timezone."""
+        config = self.cache.get()
+        period = period_of(Window(WindowKind.DAY), self.clock.now(), config.org.timezone)
+        return self.spend(by=by, since=period.start, until=period.end, **filters)
