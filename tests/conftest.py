@@ -10,30 +10,15 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
 import pytest
 
+from tests.fakes import FakeClock
+
 PG_URL = os.environ.get("TREASURER_TEST_POSTGRES_URL")
-
-
-class FakeClock:
-    """A clock tests move by hand; never sleeps."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.current = start or datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.current
-
-    def advance(self, **delta: float) -> None:
-        self.current += timedelta(**delta)
-
-    def set(self, moment: datetime) -> None:
-        self.current = moment
 
 
 @pytest.fixture

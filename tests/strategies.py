@@ -21,6 +21,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from treasurer.domain.budgets import BudgetBalance, claim_key
+from treasurer.domain.config import OrgConfig
 from treasurer.domain.facts import (
     Facts,
     PriceQuote,
@@ -188,6 +189,7 @@ def build_facts(
     spent_by_wallet: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     now: datetime = NOW,
     org: Org = ORG,
+    only_covering: bool = True,
 ) -> Facts:
     """Facts for one spend in the fixed world, from readable keywords.
 
@@ -196,6 +198,10 @@ def build_facts(
     for "no price known". ``used`` maps a *policy id* to its balance; the claim key is worked
     out here (for a counterparty limit the subject is the recipient unless ``used_subject``
     names another). ``spent_by_wallet`` maps a policy id to ``(wallet id, usd)`` pairs.
+
+    Like the service, only policies whose scope covers the spend (its wallet, its agent, the
+    agent's departments and their parents, the org) are handed to the decision, unless
+    ``only_covering`` is False.
     """
     by_id = {p.id: p for p in policies}
     agent_obj = AGENTS.get(agent) if agent is not None else None
@@ -256,6 +262,10 @@ def build_facts(
     department_ids = (
         tuple(department_chain(DEPARTMENTS, agent_obj.department_id)) if agent_obj else ()
     )
+    in_force = tuple(policies)
+    if only_covering and agent_obj is not None:
+        config = OrgConfig(org=org, departments=DEPARTMENTS, policies=by_id)
+        in_force = config.policies_for(agent_obj, wallet_obj)
     return Facts(
         request=request,
         now=now,
@@ -265,7 +275,7 @@ def build_facts(
         department_ids=department_ids,
         asset=asset_obj,
         price=quote,
-        policies=tuple(policies),
+        policies=in_force,
         frozen=frozenset(Scope.parse(s) for s in frozen),
         balances=balances,
         spent_by_wallet=breakdown,

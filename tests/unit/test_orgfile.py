@@ -263,7 +263,7 @@ BAD_FILES: list[tuple[str, Mutation, str | None, str]] = [
         "unknown key",
         _set("agents[0].budget", []),
         "agents[0].budget",
-        "did you mean 'budgets'?",
+        "unknown key 'budget' (did you mean 'budgets'?); allowed keys here: id, name",
     ),
     (
         "unknown top-level key",
@@ -477,7 +477,7 @@ def test_bad_files_name_the_path_and_the_fix(
     [
         (None, "the file is empty"),
         ([1, 2], "expected a mapping"),
-        ({"version": 1}, "org.id"),
+        ({"version": 1}, "org: missing; add `org:` to the file"),
     ],
 )
 def test_unusable_documents(data: object, phrase: str) -> None:

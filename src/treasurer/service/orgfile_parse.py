@@ -67,7 +67,7 @@ def known_list(names: Iterable[str]) -> str:
 
 @dataclass
 class _Draft:
-    """The config being built, plus where each id was first defined (for duplicate errors)."""
+    """The config being built, entry by entry, in file order."""
 
     reader: Reader
     org: Org
@@ -211,7 +211,7 @@ def _parse_wallet(draft: _Draft, raw: object, path: str, agent_id: str) -> None:
     draft.reader.claim("wallet", wallet_id, f"{path}.id")
     chain = parse_chain(reader, block["chain"], f"{path}.chain")
     address = text(reader, block["address"], f"{path}.address")
-    what = f"wallet {chain}:{address} (addresses are matched without case)"
+    what = f"wallet address {chain}:{address}"
     draft.reader.claim("wallet address", f"{chain}:{address.lower()}", f"{path}.address", what=what)
     custody_word = text(reader, block.get("custody", "external"), f"{path}.custody")
     if custody_word not in ("local", "external"):

@@ -46,12 +46,12 @@ class Reader:
         first = self.places.setdefault(f"{kind}:{key}", path)
         if first != path:
             what = what or f"{kind} id {key!r}"
-            raise self.error(
-                path, f"duplicate {what} (first defined at {first}); each must be unique"
-            )
+            message = f"duplicate {what}, first defined at {first}; rename or remove one"
+            raise self.error(path, message)
 
 
 def key_path(path: str, key: str) -> str:
+    """``agents[0]`` + ``id`` -> ``agents[0].id`` (a top-level key has no leading dot)."""
     return f"{path}.{key}" if path else key
 
 
@@ -61,8 +61,10 @@ def kind_of(value: object) -> str:
         return "nothing"
     if isinstance(value, bool):
         return f"a true/false value ({str(value).lower()})"
-    if isinstance(value, int | float):
-        return f"a {type(value).__name__} ({value!r})"
+    if isinstance(value, int):
+        return f"a number ({value!r})"
+    if isinstance(value, float):
+        return f"a float ({value!r})"
     if isinstance(value, str):
         return f"text ({value!r})"
     if isinstance(value, dict):
@@ -71,9 +73,9 @@ def kind_of(value: object) -> str:
 
 
 def suggest(word: str, options: Iterable[str]) -> str:
-    """``"; did you mean 'budgets'?"`` when a close match exists, else ``""``."""
+    """``" (did you mean 'budgets'?)"`` when a close match exists, else ``""``."""
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.7)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def mapping(
@@ -99,7 +101,8 @@ def mapping(
         out[key] = item
     for key in required:
         if out.get(key) is None:
-            raise reader.error(key_path(path, key), f"missing; add `{key}:` to this entry")
+            where = "to this entry" if path else "to the file"
+            raise reader.error(key_path(path, key), f"missing; add `{key}:` {where}")
     return out
 
 
@@ -117,6 +120,14 @@ def items(reader: Reader, value: object, path: str) -> list[object]:
 def text(reader: Reader, value: object, path: str) -> str:
     """Non-empty text. Numbers are refused, not converted: YAML reads an unquoted ``0x12..``
     address as an integer, and silently turning it back into text would change it."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise reader.error(
+            path,
+            f"expected text, got {kind_of(value)}; put it in quotes (YAML reads an unquoted "
+            "0x... address as a number)",
+        )
+    if value is None:
+        raise reader.error(path, "is empty; write a value")
     if not isinstance(value, str):
         raise reader.error(path, f"expected text, got {kind_of(value)}; put it in quotes")
     if not value.strip():
@@ -144,6 +155,7 @@ def integer(reader: Reader, value: object, path: str, *, low: int, high: int) ->
 
 
 def boolean(reader: Reader, value: object, path: str) -> bool:
+    """true or false; "yes" in quotes is text, not a flag, and is refused."""
     if not isinstance(value, bool):
         raise reader.error(path, f"expected true or false, got {kind_of(value)}")
     return value

@@ -52,6 +52,7 @@ _SYMBOL = re.compile(r"[A-Za-z0-9_.$-]{1,32}")
 
 
 def parse_timezone(reader: Reader, value: object, path: str) -> str:
+    """An IANA zone name; checked now because calendar budget windows depend on it."""
     name = text(reader, value, path)
     try:
         zoneinfo.ZoneInfo(name)
@@ -65,30 +66,16 @@ def parse_timezone(reader: Reader, value: object, path: str) -> str:
 
 
 def parse_settings(reader: Reader, raw: object) -> OrgSettings:
-    if raw is None:
-        return OrgSettings()
-    block = mapping(reader, raw, "settings", allowed=_SETTINGS_KEYS)
+    """The ``settings`` part; every key is optional and falls back to :class:`OrgSettings`."""
     defaults = OrgSettings()
-    if "audit_retention" in block and "audit_retention_days" in block:
-        raise reader.error(
-            "settings.audit_retention_days",
-            "set either audit_retention (like 7y) or audit_retention_days, not both",
-        )
-    retention = defaults.audit_retention_days
-    if "audit_retention" in block:
-        retention = duration(
-            reader,
-            block["audit_retention"],
-            "settings.audit_retention",
-            units=DAY_UNITS,
-            low=1,
-            high=MAX_RETENTION_DAYS,
-        )
-    if "audit_retention_days" in block:
-        path = "settings.audit_retention_days"
-        retention = integer(
-            reader, block["audit_retention_days"], path, low=1, high=MAX_RETENTION_DAYS
-        )
+    if raw is None:
+        return defaults
+    block = mapping(reader, raw, "settings", allowed=_SETTINGS_KEYS)
+    ttl_s = defaults.authorization_ttl_s
+    if "authorization_ttl" in block:
+        path, value = "settings.authorization_ttl", block["authorization_ttl"]
+        high = MAX_AUTHORIZATION_TTL_S
+        ttl_s = duration(reader, value, path, units=SECOND_UNITS, low=1, high=high)
     return OrgSettings(
         on_decommission=_actions(
             reader, block, "on_decommission", DECOMMISSION_ACTIONS, defaults.on_decommission
@@ -97,16 +84,25 @@ def parse_settings(reader: Reader, raw: object) -> OrgSettings:
         finance_contacts=text_list(
             reader, block.get("finance_contacts"), "settings.finance_contacts"
         ),
-        audit_retention_days=retention,
-        authorization_ttl_s=duration(
-            reader,
-            block.get("authorization_ttl", "15m"),
-            "settings.authorization_ttl",
-            units=SECOND_UNITS,
-            low=1,
-            high=MAX_AUTHORIZATION_TTL_S,
-        ),
+        audit_retention_days=_retention_days(reader, block, defaults.audit_retention_days),
+        authorization_ttl_s=ttl_s,
     )
+
+
+def _retention_days(reader: Reader, block: dict[str, object], default: int) -> int:
+    """``audit_retention: 7y`` for people, ``audit_retention_days: 2555`` for machines."""
+    if "audit_retention" in block and "audit_retention_days" in block:
+        raise reader.error(
+            "settings.audit_retention_days",
+            "set either audit_retention (like 7y) or audit_retention_days, not both",
+        )
+    if "audit_retention" in block:
+        path, value = "settings.audit_retention", block["audit_retention"]
+        return duration(reader, value, path, units=DAY_UNITS, low=1, high=MAX_RETENTION_DAYS)
+    if "audit_retention_days" in block:
+        path, value = "settings.audit_retention_days", block["audit_retention_days"]
+        return integer(reader, value, path, low=1, high=MAX_RETENTION_DAYS)
+    return default
 
 
 def _actions(
@@ -142,7 +138,7 @@ def parse_asset(reader: Reader, raw: object, path: str) -> Asset:
         stablecoin = boolean(reader, block["stablecoin"], f"{path}.stablecoin")
     source, fixed, max_age = _price(reader, block.get("price"), f"{path}.price", stablecoin)
     reader.claim("asset", asset_id, f"{path}.id")
-    what = f"symbol {symbol!r} on {chain} (symbols are matched without case)"
+    what = f"symbol {symbol!r} on {chain}"
     reader.claim("asset symbol", f"{chain}:{symbol.lower()}", f"{path}.symbol", what=what)
     token = address or "native coin"
     what = f"token {token} on {chain}"
@@ -151,6 +147,7 @@ def parse_asset(reader: Reader, raw: object, path: str) -> Asset:
 
 
 def parse_chain(reader: Reader, value: object, path: str) -> str:
+    """A chain name as policies and requests spell it (``base``, ``ethereum``)."""
     rule = "use lower-case letters, digits, '_' or '-', like base or ethereum"
     return ident(reader, value, path, pattern=_CHAIN, rule=rule)
 
@@ -161,16 +158,7 @@ def _price(reader: Reader, raw: object, path: str, stablecoin: bool) -> tuple[st
         return "manual", None, DEFAULT_PRICE_AGE_S
     block = mapping(reader, raw, path, allowed=("source", "usd", "max_age"), required=("source",))
     source = text(reader, block["source"], f"{path}.source")
-    max_age = DEFAULT_PRICE_AGE_S
-    if block.get("max_age") is not None:
-        max_age = duration(
-            reader,
-            block["max_age"],
-            f"{path}.max_age",
-            units=SECOND_UNITS,
-            low=1,
-            high=MAX_PRICE_AGE_S,
-        )
+    max_age = _max_age(reader, block.get("max_age"), f"{path}.max_age")
     if source == "manual":
         if "usd" in block:
             raise reader.error(
@@ -188,6 +176,13 @@ def _price(reader: Reader, raw: object, path: str, stablecoin: bool) -> tuple[st
             "asset if it is pegged, or use `source: manual`",
         )
     return "fixed", _fixed_price(reader, block.get("usd"), f"{path}.usd"), max_age
+
+
+def _max_age(reader: Reader, value: object, path: str) -> int:
+    """How long a price stays usable; after that spends in the asset are denied."""
+    if value is None:
+        return DEFAULT_PRICE_AGE_S
+    return duration(reader, value, path, units=SECOND_UNITS, low=1, high=MAX_PRICE_AGE_S)
 
 
 def _fixed_price(reader: Reader, value: object, path: str) -> int:

@@ -127,9 +127,9 @@ def _budgets(reader: Reader, scope: Scope, value: object, path: str) -> list[Pol
     return out
 
 
-_Params = Callable[[object], object]
+_ParamsOf = Callable[[object], object]
 #: key -> (policy type, id suffix, params built from the value, params key left out)
-_SINGLE: dict[str, tuple[str, str, _Params, str]] = {
+_SINGLE: dict[str, tuple[str, str, _ParamsOf, str]] = {
     "per_tx_max_usd": (
         "budget",
         "per_tx_max",

@@ -77,25 +77,28 @@ def _config_tables(op: Operations) -> None:
     )
 
 
-def _policy_tables(op: Operations) -> None:
-    columns = [
+def _policy_columns() -> list[sa.Column[str]]:
+    return [
         sa.Column("type", sa.Text, nullable=False),
         sa.Column("scope", sa.Text, nullable=False),
         sa.Column("mode", sa.Text, nullable=False),
         sa.Column("params", sa.Text, nullable=False),
         sa.Column("description", sa.Text, nullable=False),
     ]
+
+
+def _policy_tables(op: Operations) -> None:
     op.create_table(
         "policies",
         sa.Column("id", sa.Text, primary_key=True),
         sa.Column("version", sa.Integer, nullable=False),
-        *[c.copy() for c in columns],
+        *_policy_columns(),
     )
     op.create_table(
         "policy_versions",
         sa.Column("id", sa.Text, primary_key=True),
         sa.Column("version", sa.Integer, primary_key=True),
-        *[c.copy() for c in columns],
+        *_policy_columns(),
         sa.Column("created_us", sa.BigInteger, nullable=False),
         sa.Column("retired_us", sa.BigInteger),
     )

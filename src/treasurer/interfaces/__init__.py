@@ -1,0 +1,1 @@
+"""Thin entry points: the HTTP API and the CLI."""
