@@ -523,12 +523,16 @@ def policies_st(
 
 
 @st.composite
-def policy_sets_st(draw: st.DrawFn, max_size: int = 6) -> tuple[Policy, ...]:
-    """Several policies with unique ids, usually including something that grants."""
+def policy_sets_st(draw: st.DrawFn, max_size: int = 5) -> tuple[Policy, ...]:
+    """Several policies with unique ids, usually including an enforced one that grants."""
     count = draw(st.integers(0, max_size))
     found = [draw(policies_st(f"p{i}")) for i in range(count)]
-    if draw(st.integers(0, 3)) > 0:
-        found.append(draw(policies_st(f"p{count}", types=("budget", "spending_tiers"))))
+    if draw(st.integers(0, 4)) > 0:
+        grant = draw(
+            policies_st(f"p{count}", types=("budget", "spending_tiers"), modes=["enforce"])
+        )
+        grant_scope = draw(st.sampled_from(["org:acme", "agent:procurement_bot"]))
+        found.append(replace(grant, scope=Scope.parse(grant_scope)))
     return tuple(found)
 
 
@@ -545,21 +549,28 @@ moments_st = st.datetimes(
 
 
 @st.composite
-def _request_bits(draw: st.DrawFn) -> dict[str, Any]:
-    kind = draw(st.sampled_from(list(SpendKind)))
+def _request_bits(draw: st.DrawFn, healthy: bool) -> dict[str, Any]:
+    """The request part of generated facts; ``healthy`` keeps it ordinary and decidable."""
+    kinds = [SpendKind.TRANSFER] * 3 + list(SpendKind) if healthy else list(SpendKind)
+    kind = draw(st.sampled_from(kinds))
     bits: dict[str, Any] = {"kind": kind}
-    bits["asset"] = draw(
-        st.sampled_from(["base:USDC", "base:USDC", "base:ETH", "solana:USDC", "base:DOGE", None])
+    assets = ["base:USDC", "base:USDC", "base:ETH"]
+    if not healthy:
+        assets += ["solana:USDC", "base:DOGE", None]
+    bits["asset"] = (
+        None if kind is SpendKind.SIGN_MESSAGE and healthy else draw(st.sampled_from(assets))
     )
-    bits["amount"] = draw(
-        st.one_of(
-            st.integers(1, 10**10),
+    amounts = st.integers(1, 10**9) if bits["asset"] != "base:ETH" else st.integers(1, 10**18)
+    if not healthy:
+        amounts = st.one_of(
+            amounts,
             st.integers(1, 10**22),
             st.sampled_from([MAX_UINT256, 2**255, 10**6, 500 * 10**6]),
         )
-    )
-    bits["recipient"] = draw(st.one_of(st.none(), st.sampled_from(ADDRESS_POOL)))
-    bits["chain"] = draw(st.one_of(st.none(), st.none(), st.sampled_from(CHAINS)))
+    bits["amount"] = draw(amounts)
+    recipients = st.sampled_from(ADDRESS_POOL)
+    bits["recipient"] = draw(recipients if healthy else st.one_of(st.none(), recipients))
+    bits["chain"] = None if healthy else draw(st.one_of(st.none(), st.sampled_from(CHAINS)))
     if kind is SpendKind.CONTRACT_CALL:
         bits["contract"] = draw(st.one_of(st.none(), st.sampled_from(ADDRESS_POOL)))
         bits["method"] = draw(
@@ -589,34 +600,50 @@ def _request_bits(draw: st.DrawFn) -> dict[str, Any]:
 def facts_st(
     draw: st.DrawFn, policies: st.SearchStrategy[tuple[Policy, ...]] | None = None
 ) -> Facts:
-    """Arbitrary but well-typed facts: any request kind, state, price and budget usage."""
+    """Well-typed facts for the decision laws.
+
+    About half are *healthy* (a known, active agent spending from its own wallet, a priced
+    asset, a named recipient) so that many decisions are allowed; the rest draw any request
+    kind, state, freeze, price and budget usage, including unknown and broken ones.
+    """
+    healthy = draw(st.booleans())
     pols = draw(policies if policies is not None else policy_sets_st())
-    bits = draw(_request_bits())
+    bits = draw(_request_bits(healthy))
     now = draw(moments_st)
     org = replace(ORG, timezone=draw(st.sampled_from(TIMEZONES)))
-    agent = draw(st.sampled_from(["procurement_bot", "procurement_bot", "research_bot", None]))
-    wallet = draw(st.sampled_from(["w_base", "w_base", "w_base2", "w_sol", "w_research", None]))
-    frozen = draw(
-        st.lists(
-            st.sampled_from(
-                [
-                    "org:acme",
-                    "department:operations",
-                    "department:procurement",
-                    "agent:procurement_bot",
-                    "wallet:w_base",
-                ]
-            ),
-            max_size=1,
+    if healthy:
+        agent: str | None = "procurement_bot"
+        wallet: str | None = draw(st.sampled_from(["w_base", "w_base2"]))
+        agent_status = wallet_status = None
+        frozen: list[str] = []
+        price_choice = "default"
+    else:
+        agent = draw(st.sampled_from(["procurement_bot", "procurement_bot", "research_bot", None]))
+        wallet = draw(st.sampled_from(["w_base", "w_base", "w_base2", "w_sol", "w_research", None]))
+        agent_status = draw(st.sampled_from([None, None, None, "frozen", "decommissioned"]))
+        wallet_status = draw(st.sampled_from([None, None, None, "frozen", "retired"]))
+        frozen = draw(
+            st.lists(
+                st.sampled_from(
+                    [
+                        "org:acme",
+                        "department:operations",
+                        "department:procurement",
+                        "department:research",
+                        "agent:procurement_bot",
+                        "wallet:w_base",
+                    ]
+                ),
+                max_size=1,
+            )
         )
-    )
-    price_choice = draw(st.sampled_from(["default", "default", "default", "none", "stale"]))
+        price_choice = draw(st.sampled_from(["default", "default", "none", "stale"]))
     facts = build_facts(
         policies=pols,
         agent=agent,
         wallet=wallet,
-        agent_status=draw(st.sampled_from([None, None, None, "frozen", "decommissioned"])),
-        wallet_status=draw(st.sampled_from([None, None, None, "frozen", "retired"])),
+        agent_status=agent_status,
+        wallet_status=wallet_status,
         frozen=frozen,
         price=None if price_choice == "none" else True,
         price_age_s=7200.0 if price_choice == "stale" else 30.0,
@@ -624,9 +651,9 @@ def facts_st(
         org=org,
         **bits,
     )
-    # Budget usage for every budget-like policy, keyed exactly as the decision keys it.
+    # Budget usage for some budget-like policies, keyed exactly as the decision keys them.
     balances: dict[str, BudgetBalance] = {}
-    for pol in pols:
+    for pol in facts.policies:
         if pol.type not in {"budget", "rate_limit", "counterparty_limit"}:
             continue
         if getattr(pol.params, "window", None) == "per_transaction":

@@ -17,15 +17,20 @@ def load_org_file(path: str | Path) -> dict[str, Any]:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise OrgFileInvalid(f"{file}: cannot read the org file ({exc.strerror})") from None
+    return load_org_text(text, source=str(file))
+
+
+def load_org_text(text: str, *, source: str) -> dict[str, Any]:
+    """Parse org file text; YAML syntax errors name the source, line and column."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise OrgFileInvalid(f"{file}{where}: not valid YAML ({problem})") from None
+        raise OrgFileInvalid(f"{source}{where}: not valid YAML ({problem})") from None
     if not isinstance(data, dict):
-        raise OrgFileInvalid(f"{file}: the top level must be a mapping with org, agents, ...")
+        raise OrgFileInvalid(f"{source}: the top level must be a mapping with org, agents, ...")
     return data
 
 
