@@ -39,9 +39,23 @@ class Backend(Protocol):
 
     def export(self) -> dict[str, object]: ...
 
-    def check(self, **fields: Any) -> Decision: ...
+    def check(
+        self,
+        *,
+        agent: str,
+        wallet: str,
+        amount: object,
+        asset: str | None,
+        recipient: str | None = None,
+    ) -> Decision: ...
 
-    def spend(self, **fields: Any) -> list[SpendRow]: ...
+    def spend(
+        self,
+        *,
+        by: str = "agent",
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[SpendRow]: ...
 
     def set_price(self, asset: str, price_usd: object, *, actor: str = "admin") -> object: ...
 
