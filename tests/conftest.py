@@ -15,7 +15,6 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
-
 from tests.fakes import FakeClock
 
 PG_URL = os.environ.get("TREASURER_TEST_POSTGRES_URL")

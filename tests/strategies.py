@@ -527,7 +527,7 @@ def policy_sets_st(draw: st.DrawFn, max_size: int = 5) -> tuple[Policy, ...]:
     """Several policies with unique ids, usually including an enforced one that grants."""
     count = draw(st.integers(0, max_size))
     found = [draw(policies_st(f"p{i}")) for i in range(count)]
-    if draw(st.integers(0, 4)) > 0:
+    if draw(st.sampled_from([True, True, True, True, False])):
         grant = draw(
             policies_st(f"p{count}", types=("budget", "spending_tiers"), modes=["enforce"])
         )
@@ -551,7 +551,7 @@ moments_st = st.datetimes(
 @st.composite
 def _request_bits(draw: st.DrawFn, healthy: bool) -> dict[str, Any]:
     """The request part of generated facts; ``healthy`` keeps it ordinary and decidable."""
-    kinds = [SpendKind.TRANSFER] * 3 + list(SpendKind) if healthy else list(SpendKind)
+    kinds = [SpendKind.TRANSFER] * 6 + list(SpendKind) if healthy else list(SpendKind)
     kind = draw(st.sampled_from(kinds))
     bits: dict[str, Any] = {"kind": kind}
     assets = ["base:USDC", "base:USDC", "base:ETH"]
@@ -609,6 +609,14 @@ def facts_st(
     healthy = draw(st.booleans())
     pols = draw(policies if policies is not None else policy_sets_st())
     bits = draw(_request_bits(healthy))
+    gate_type = {
+        SpendKind.CONTRACT_CALL: "contracts",
+        SpendKind.APPROVE: "token_approvals",
+        SpendKind.SIGN_MESSAGE: "message_signing",
+    }.get(bits["kind"])
+    if healthy and gate_type is not None and draw(st.booleans()):
+        # A special spend usually comes with a policy of its own kind (which may not match).
+        pols = (*pols, draw(policies_st("gate", types=[gate_type], modes=["enforce"])))
     now = draw(moments_st)
     org = replace(ORG, timezone=draw(st.sampled_from(TIMEZONES)))
     if healthy:

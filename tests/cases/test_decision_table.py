@@ -18,9 +18,9 @@ from treasurer.domain.budgets import BudgetBalance
 from treasurer.domain.decision import decide
 from treasurer.domain.facts import Facts, TypedDataDomain
 from treasurer.domain.money import MAX_UINT256
+from treasurer.domain.org import Scope
 from treasurer.domain.outcome import Decision, Tier
 from treasurer.domain.policies import BudgetParams, Policy, PolicyMode
-from treasurer.domain.org import Scope
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds strategies.py
 from strategies import build_facts, policy, usd
@@ -192,7 +192,7 @@ def test_a_rule_that_raises_denies_with_its_own_code() -> None:
         scope=Scope.parse("org:acme"),
         params=BudgetParams(window="day", limit_usd=1),
     )
-    facts = build_facts(policies=_policies(["open"]) + [broken])
+    facts = build_facts(policies=[*_policies(["open"]), broken])
     decision = decide(facts)
     assert not decision.allowed
     assert decision.codes == ["policy_evaluation_failed"]

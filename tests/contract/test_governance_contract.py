@@ -8,13 +8,13 @@ authorization; idempotency.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
-import treasurer
 from tests.fakes import FakeClock
 from tests.orgs import SHOP, cross_wallet_org
+
+import treasurer
 from treasurer.bootstrap import EmbeddedGovernance
 from treasurer.domain.errors import IdempotencyConflict, InvalidRequest, InvalidState
 
@@ -196,8 +196,6 @@ def test_denied_request_is_replayed_too(gov: EmbeddedGovernance) -> None:
 
 def test_calendar_day_rolls_over_at_org_midnight(gov: EmbeddedGovernance, clock: FakeClock) -> None:
     """The daily budget resets at midnight America/New_York, not UTC."""
-    from datetime import UTC, datetime
-
     clock.set(datetime(2026, 6, 16, 3, 59, 59, tzinfo=UTC))  # 23:59:59 in New York
     _pay(gov, "w1", "1000.00")
     assert not gov.check(agent="agent_a", wallet="w1", amount="1.00", asset="USDC").allowed

@@ -17,7 +17,7 @@ from treasurer.domain.outcome import TIER_RANK, Decision, Tier
 from treasurer.domain.policies import GRANTING_TYPES, Policy, PolicyMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds strategies.py
-from strategies import facts_st, policies_st, policy
+from strategies import POLICY_TYPE_NAMES, facts_st, policies_st, policy
 
 LAWS = settings(
     max_examples=200,
@@ -81,6 +81,27 @@ def test_decide_never_raises_and_is_well_formed(facts: Facts) -> None:
 
 @LAWS
 @given(facts=facts_st())
+def test_an_allowed_spend_that_moves_value_has_a_registered_priced_asset(facts: Facts) -> None:
+    """Fail closed: only a message signature may be allowed without a known, priced asset."""
+    decision = decide(facts)
+    if decision.allowed and facts.request.kind is not SpendKind.SIGN_MESSAGE:
+        assert facts.asset is not None and facts.price is not None
+
+
+@LAWS
+@given(
+    facts=facts_st(),
+    kind=st.sampled_from([k for k in SpendKind if k is not SpendKind.SIGN_MESSAGE]),
+)
+def test_a_spend_naming_no_asset_is_never_allowed(facts: Facts, kind: SpendKind) -> None:
+    """Fail closed: a transfer, approval or call that names no asset is denied, not valued $0."""
+    request = replace(facts.request, asset_id=None, kind=kind)
+    decision = decide(replace(facts, request=request, asset=None, price=None))
+    assert not decision.allowed
+
+
+@LAWS
+@given(facts=facts_st())
 def test_decide_is_deterministic(facts: Facts) -> None:
     """The same facts always give the same decision (pure function, no hidden inputs)."""
     assert decide(facts) == decide(facts)
@@ -139,7 +160,7 @@ def test_adding_a_non_granting_policy_never_turns_deny_into_allow(
     extra = data.draw(
         policies_st(
             "zz_extra",
-            types=[t for t in strategies_types() if t not in lifting],
+            types=[t for t in POLICY_TYPE_NAMES if t not in lifting],
             modes=["enforce"],
         )
     )
@@ -195,10 +216,3 @@ def test_shadow_result_matches_enforcing_the_policy_alone(facts: Facts) -> None:
             assert shadow.would_deny
         else:
             assert shadow.would_deny is (shadow.tier is Tier.DENY)
-
-
-def strategies_types() -> list[str]:
-    """All policy type names the strategies can generate."""
-    from strategies import POLICY_TYPE_NAMES
-
-    return list(POLICY_TYPE_NAMES)

@@ -77,7 +77,12 @@ def _value(facts: Facts) -> tuple[int | None, list[Reason]]:
     if request.kind is SpendKind.SIGN_MESSAGE and request.asset_id is None:
         return 0, []
     if asset is None:
-        return None, [Reason("unknown_asset", f"asset {request.asset_id} is not registered")]
+        named = (
+            f"asset {request.asset_id} is not registered"
+            if request.asset_id
+            else ("the spend names no asset, so it cannot be valued")
+        )
+        return None, [Reason("unknown_asset", named)]
     if facts.wallet is not None and asset.chain != facts.wallet.chain:
         return None, [
             Reason(
@@ -97,6 +102,10 @@ def _value(facts: Facts) -> tuple[int | None, list[Reason]]:
             )
         ]
     value = value_usd_micros(request.amount, asset.decimals, price.price_atto)
+    if value > MAX_USD_MICROS and request.kind is SpendKind.APPROVE:
+        # An (effectively) unlimited approval: valued at the ceiling, so every budget sees it
+        # as at least that large and token_approvals can name the real problem.
+        return MAX_USD_MICROS, []
     if value > MAX_USD_MICROS:
         return None, [
             Reason(
@@ -244,7 +253,7 @@ def decide(facts: Facts) -> Decision:
     shadows = [p for p in facts.policies if p.mode is PolicyMode.SHADOW]
     versions = tuple(sorted((p.id, p.version) for p in facts.policies))
     gate = _gate_reasons(facts)
-    value, value_reasons = _value(facts) if facts.asset or facts.request.asset_id else (0, [])
+    value, value_reasons = _value(facts)
     gate.extend(value_reasons)
     gate.extend(_kind_gate(facts, enforced))
     if not any(p.type in GRANTING_TYPES for p in enforced):

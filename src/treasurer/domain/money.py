@@ -36,7 +36,7 @@ UsdMicros = int
 BaseUnits = int
 """A token amount in the asset's smallest unit (wei, lamports, 10^-decimals of a token)."""
 
-_PLAIN_DECIMAL = re.compile(r"^(?P<int>[0-9]+)(?:\.(?P<frac>[0-9]+))?$")
+_PLAIN_DECIMAL = re.compile(r"(?P<int>[0-9]+)(?:\.(?P<frac>[0-9]+))?")
 
 
 def _classify_bad_amount(text: str, field: str) -> AmountError:
@@ -53,7 +53,7 @@ def _classify_bad_amount(text: str, field: str) -> AmountError:
             field=field,
             code="amount_exponent",
         )
-    if lowered.startswith("-") and _PLAIN_DECIMAL.match(lowered[1:]):
+    if lowered.startswith("-") and _PLAIN_DECIMAL.fullmatch(lowered[1:]):
         return AmountError(
             f"{field}: {text!r} is negative; amounts must be greater than zero",
             field=field,
@@ -84,7 +84,7 @@ def _split_decimal(value: object, field: str) -> tuple[str, str]:
             field=field,
             code="amount_too_large",
         )
-    match = _PLAIN_DECIMAL.match(value)
+    match = _PLAIN_DECIMAL.fullmatch(value)
     if match is None:
         raise _classify_bad_amount(value, field)
     return match.group("int"), match.group("frac") or ""

@@ -24,11 +24,12 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 from treasurer.domain.errors import AmountError, PolicyInvalid
-from treasurer.domain.money import parse_usd, usd_decimal_text
+from treasurer.domain.money import MAX_DECIMALS, parse_amount, parse_usd, usd_decimal_text
 from treasurer.domain.org import Scope
 from treasurer.domain.windows import Window, WindowKind
 
@@ -163,6 +164,16 @@ class SpenderEntry(_Params):
     asset: str | None = None
     max_amount: str | None = Field(default=None, description="token units, decimal string")
     allow_unlimited: bool = False
+
+    @field_validator("max_amount")
+    @classmethod
+    def _amount_form(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_amount(value, MAX_DECIMALS, field="max_amount")
+            except AmountError as exc:
+                raise ValueError(exc.message.removeprefix("max_amount: ")) from None
+        return value
 
 
 class TokenApprovalsParams(_Params):

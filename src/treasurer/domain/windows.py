@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 
@@ -81,9 +82,19 @@ def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
 
 def period_of(window: Window, now: datetime, timezone: str) -> Period:
     """The period of ``window`` that contains ``now`` (an aware datetime)."""
+    if window.kind not in CALENDAR_KINDS:
+        return _period_of_day(window, None, timezone)
+    return _period_of_day(window, now.astimezone(ZoneInfo(timezone)).date(), timezone)
+
+
+@lru_cache(maxsize=4096)
+def _period_of_day(window: Window, local: date | None, timezone: str) -> Period:
+    """Periods depend only on the local date: cached, as every decision asks for several."""
     tz = ZoneInfo(timezone)
-    local = now.astimezone(tz).date()
     kind = window.kind
+    if local is None:
+        key = f"rolling:{window.rolling_s}" if kind is WindowKind.ROLLING else kind.value
+        return Period(key=key, start=None, end=None)
     if kind is WindowKind.DAY:
         start_day, end_day = local, local + timedelta(days=1)
         key = f"day:{local.isoformat()}"
@@ -103,13 +114,9 @@ def period_of(window: Window, now: datetime, timezone: str) -> Period:
             date(local.year + 1, 1, 1) if quarter == 4 else date(local.year, 3 * quarter + 1, 1)
         )
         key = f"quarter:{local.year}Q{quarter}"
-    elif kind is WindowKind.YEAR:
+    else:
         start_day, end_day = date(local.year, 1, 1), date(local.year + 1, 1, 1)
         key = f"year:{local.year}"
-    elif kind is WindowKind.ROLLING:
-        return Period(key=f"rolling:{window.rolling_s}", start=None, end=None)
-    else:
-        return Period(key=kind.value, start=None, end=None)
     return Period(key=key, start=_local_midnight(start_day, tz), end=_local_midnight(end_day, tz))
 
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from treasurer.domain.config import OrgConfig
 from treasurer.domain.errors import InvalidRequest, NotFound
 from treasurer.domain.facts import PriceQuote
 from treasurer.domain.money import parse_price
@@ -124,6 +125,30 @@ class Governance(GovernanceCore):
     ) -> ApplyResult:
         """Apply an org file idempotently: compute the plan, then write it in one transaction."""
         plan = self.plan(org_file, source=source)
+        if dry_run or plan.empty:
+            return ApplyResult(plan, applied=False)
+        audit = [
+            AuditRecord(
+                kind=f"{change.kind}.{change.action}d".replace("ed.", "e."),
+                actor=actor,
+                subject=f"{change.kind}:{change.id}",
+                payload={"before": change.before, "after": change.after},
+            )
+            for change in plan.changes
+        ]
+        version = self.store.apply_plan(plan, audit, self.clock.now())
+        self.cache.invalidate()
+        return ApplyResult(plan, applied=True, config_version=version)
+
+    def apply_config(
+        self, desired: OrgConfig, *, actor: str = "admin", dry_run: bool = False
+    ) -> ApplyResult:
+        """Apply a whole desired config, as :meth:`apply` does for a parsed org file.
+
+        The HTTP CRUD routes edit one object of the current config and apply the result here,
+        so versions, policy history and audit events are the same as for an org file.
+        """
+        plan = make_plan(self.cache.peek(), desired)
         if dry_run or plan.empty:
             return ApplyResult(plan, applied=False)
         audit = [

@@ -55,7 +55,7 @@ class Database(Protocol):
 
     dialect: str
 
-    def transaction(self, *, write: bool = True) -> Any: ...
+    def transaction(self, *, write: bool = True, atomic: bool = True) -> Any: ...
 
     def is_unique_violation(self, exc: BaseException) -> bool: ...
 
@@ -111,8 +111,11 @@ class SqliteDatabase:
         return conn
 
     @contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[Tx]:
+    def transaction(self, *, write: bool = True, atomic: bool = True) -> Iterator[Tx]:
         conn = self._conn()
+        if not write and not atomic:  # one read statement is atomic on its own
+            yield _SqliteTx(conn)
+            return
         for attempt in range(MAX_TX_ATTEMPTS):
             try:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -187,7 +190,7 @@ class PostgresDatabase:
         )
 
     @contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[Tx]:
+    def transaction(self, *, write: bool = True, atomic: bool = True) -> Iterator[Tx]:
         try:
             with self._pool.connection() as conn, conn.transaction():
                 yield _PgTx(conn)

@@ -55,10 +55,10 @@ class SqlStore:
         self.dialect = self.db.dialect
 
     # -- plumbing -------------------------------------------------------------------------
-    def _run(self, work: Callable[[Tx], T], *, write: bool = True) -> T:
+    def _run(self, work: Callable[[Tx], T], *, write: bool = True, atomic: bool = True) -> T:
         for attempt in range(MAX_TX_ATTEMPTS):
             try:
-                with self.db.transaction(write=write) as tx:
+                with self.db.transaction(write=write, atomic=atomic) as tx:
                     return work(tx)
             except Exception as exc:
                 if not is_retryable(exc) or attempt == MAX_TX_ATTEMPTS - 1:
@@ -73,7 +73,7 @@ class SqlStore:
 
     # -- configuration --------------------------------------------------------------------
     def config_version(self) -> int:
-        return self._run(config.read_config_version, write=False)
+        return self._run(config.read_config_version, write=False, atomic=False)
 
     def load_config(self) -> OrgConfig | None:
         return self._run(config.load_config, write=False)
@@ -97,7 +97,7 @@ class SqlStore:
         self._run(work)
 
     def price(self, asset_id: str) -> PriceQuote | None:
-        return self._run(lambda tx: config.get_price(tx, asset_id), write=False)
+        return self._run(lambda tx: config.get_price(tx, asset_id), write=False, atomic=False)
 
     def set_freeze(
         self, scope: Scope, frozen: bool, reason: str, actor: str, audit: AuditRecord, now: datetime
@@ -132,7 +132,9 @@ class SqlStore:
         return self._run(lambda tx: budgets.spent_by_wallet(tx, keys), write=False)
 
     def find_by_idempotency_key(self, agent_id: str, key: str) -> Authorization | None:
-        return self._run(lambda tx: budgets.find_by_key(tx, agent_id, key), write=False)
+        return self._run(
+            lambda tx: budgets.find_by_key(tx, agent_id, key), write=False, atomic=False
+        )
 
     def reserve(
         self,
@@ -175,7 +177,9 @@ class SqlStore:
             return ReserveOutcome(authorization=first, replayed=True)
 
     def get_authorization(self, authorization_id: str) -> Authorization | None:
-        return self._run(lambda tx: budgets.get_authorization(tx, authorization_id), write=False)
+        return self._run(
+            lambda tx: budgets.get_authorization(tx, authorization_id), write=False, atomic=False
+        )
 
     def authorization_lines(self, authorization_id: str) -> list[AuthorizationLine]:
         rows = self._run(lambda tx: budgets.lines_of(tx, authorization_id), write=False)
