@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from treasurer.adapters.sql.codec import AUTH_COLUMNS, auth_from_row, auth_params, to_us
-from treasurer.adapters.sql.config_store import write_audit
+from treasurer.adapters.sql.config_store import INSERT_AUDIT, audit_params
 from treasurer.adapters.sql.db import Tx
 from treasurer.domain.authorization import RESERVING_STATES, Authorization
 from treasurer.domain.budgets import BudgetBalance, BudgetClaim
@@ -95,62 +95,86 @@ def _expire_rolling(tx: Tx, claim: BudgetClaim, now: datetime) -> None:
         )
 
 
-def reserve_claims(
-    tx: Tx, claims: Sequence[BudgetClaim], now: datetime
-) -> dict[str, BudgetBalance]:
-    """Reserve every claim or raise :class:`ClaimRejected` naming the first that does not fit."""
-    now_us = to_us(now)
-    after: dict[str, BudgetBalance] = {}
-    for claim in sorted(claims, key=lambda c: c.lock_order):
-        if claim.is_rolling:
-            _expire_rolling(tx, claim, now)
-        over_limit = claim.limit_micros is not None and claim.amount_micros > claim.limit_micros
-        if over_limit or claim.max_count == 0:
-            raise ClaimRejected(claim.key)
-        row = tx.one(
-            _RESERVE_SQL[(claim.limit_micros is not None, claim.max_count is not None)],
-            {
-                "key": claim.key,
-                "policy_id": claim.policy_id,
-                "scope": str(claim.scope),
-                "period": claim.period.key,
-                "subject": claim.subject,
-                "limit": claim.limit_micros,
-                "max_count": claim.max_count,
-                "x": claim.amount_micros,
-                "now": now_us,
-            },
-        )
-        if row is None:
-            raise ClaimRejected(claim.key)
-        after[claim.key] = BudgetBalance(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
-    return after
-
-
-def insert_authorization(
+def reserve(
     tx: Tx,
     auth: Authorization,
     claims: Sequence[BudgetClaim],
     audit: AuditRecord,
     now: datetime,
     dialect: str,
-) -> None:
-    tx.execute(INSERT_AUTH, auth_params(auth, dialect))
-    if claims:
-        tx.executemany(
-            INSERT_LINE,
-            [
+) -> dict[str, BudgetBalance]:
+    """Insert the authorization and reserve every claim, or raise :class:`ClaimRejected`.
+
+    The inserts go first and the conditional upserts last, in the global lock order (org
+    last), so the hottest rows stay locked only from their update to the commit. On
+    PostgreSQL the whole list is pipelined: one round trip instead of one per statement.
+    """
+    ordered = sorted(claims, key=lambda c: c.lock_order)
+    for claim in ordered:
+        if claim.is_rolling:
+            _expire_rolling(tx, claim, now)
+        over_limit = claim.limit_micros is not None and claim.amount_micros > claim.limit_micros
+        if over_limit or claim.max_count == 0:
+            raise ClaimRejected(claim.key)
+    statements = _insert_statements(auth, ordered, audit, now, dialect)
+    first_claim = len(statements)
+    now_us = to_us(now)
+    for claim in ordered:
+        statements.append(
+            (
+                _RESERVE_SQL[(claim.limit_micros is not None, claim.max_count is not None)],
+                {
+                    "key": claim.key,
+                    "policy_id": claim.policy_id,
+                    "scope": str(claim.scope),
+                    "period": claim.period.key,
+                    "subject": claim.subject,
+                    "limit": claim.limit_micros,
+                    "max_count": claim.max_count,
+                    "x": claim.amount_micros,
+                    "now": now_us,
+                },
+            )
+        )
+    rows = tx.batch(statements)
+    after: dict[str, BudgetBalance] = {}
+    for claim, row in zip(ordered, rows[first_claim:], strict=True):
+        if row is None:
+            raise ClaimRejected(claim.key)
+        after[claim.key] = BudgetBalance(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+    return after
+
+
+def _insert_statements(
+    auth: Authorization,
+    claims: Sequence[BudgetClaim],
+    audit: AuditRecord,
+    now: datetime,
+    dialect: str,
+) -> list[tuple[str, dict[str, Any]]]:
+    statements: list[tuple[str, dict[str, Any]]] = [(INSERT_AUTH, auth_params(auth, dialect))]
+    for claim in claims:
+        statements.append(
+            (
+                INSERT_LINE,
                 {
                     "a": auth.id,
-                    "k": c.key,
-                    "x": c.amount_micros,
-                    "r": c.lock_order[0],
-                    "b": c.window.bucket_s if c.is_rolling else None,
-                }
-                for c in claims
-            ],
+                    "k": claim.key,
+                    "x": claim.amount_micros,
+                    "r": claim.lock_order[0],
+                    "b": claim.window.bucket_s if claim.is_rolling else None,
+                },
+            )
         )
-    write_audit(tx, audit, now)
+    statements.append((INSERT_AUDIT, audit_params(audit, now)))
+    return statements
+
+
+def insert_authorization(
+    tx: Tx, auth: Authorization, audit: AuditRecord, now: datetime, dialect: str
+) -> None:
+    """Record an authorization that reserves nothing (a denial)."""
+    tx.batch(_insert_statements(auth, (), audit, now, dialect))
 
 
 def get_authorization(tx: Tx, authorization_id: str) -> Authorization | None:

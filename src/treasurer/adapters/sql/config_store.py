@@ -41,17 +41,18 @@ INSERT_AUDIT = (
 )
 
 
+def audit_params(record: AuditRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "at_us": to_us(now),
+        "kind": record.kind,
+        "actor": record.actor,
+        "subject": record.subject,
+        "payload": dumps(record.payload),
+    }
+
+
 def write_audit(tx: Tx, record: AuditRecord, now: datetime) -> None:
-    tx.execute(
-        INSERT_AUDIT,
-        {
-            "at_us": to_us(now),
-            "kind": record.kind,
-            "actor": record.actor,
-            "subject": record.subject,
-            "payload": dumps(record.payload),
-        },
-    )
+    tx.execute(INSERT_AUDIT, audit_params(record, now))
 
 
 def read_config_version(tx: Tx) -> int:

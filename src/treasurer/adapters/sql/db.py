@@ -49,6 +49,11 @@ class Tx(Protocol):
 
     def all(self, sql: str, params: Params | None = None) -> list[Row]: ...
 
+    def batch(self, statements: Sequence[tuple[str, Params]]) -> list[Row | None]:
+        """Run statements in order; return each one's first row (None for no row or no
+        result set)."""
+        ...
+
 
 class Database(Protocol):
     """A connection source with explicit transactions."""
@@ -79,9 +84,17 @@ class _SqliteTx:
     def all(self, sql: str, params: Params | None = None) -> list[Row]:
         return list(self._conn.execute(sql, params or {}).fetchall())
 
+    def batch(self, statements: Sequence[tuple[str, Params]]) -> list[Row | None]:
+        return [self._conn.execute(sql, params).fetchone() for sql, params in statements]
+
 
 class SqliteDatabase:
-    """SQLite in WAL mode; one connection per thread, ``BEGIN IMMEDIATE`` for writes."""
+    """SQLite in WAL mode; one connection per thread, ``BEGIN IMMEDIATE`` for writes.
+
+    Writers of one process queue on a Python lock before taking SQLite's write lock: SQLite's
+    own busy handler sleeps and retries, which turns contention between threads into
+    latency spikes. Other processes still queue on SQLite's lock (busy timeout).
+    """
 
     dialect = "sqlite"
 
@@ -92,6 +105,7 @@ class SqliteDatabase:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -116,9 +130,20 @@ class SqliteDatabase:
         if not write and not atomic:  # one read statement is atomic on its own
             yield _SqliteTx(conn)
             return
+        if not write:
+            conn.execute("BEGIN")
+            try:
+                yield _SqliteTx(conn)
+            finally:
+                conn.execute("COMMIT")
+            return
+        with self._write_lock:
+            yield from self._write_transaction(conn)
+
+    def _write_transaction(self, conn: sqlite3.Connection) -> Iterator[Tx]:
         for attempt in range(MAX_TX_ATTEMPTS):
             try:
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                conn.execute("BEGIN IMMEDIATE")
                 break
             except sqlite3.OperationalError as exc:  # database is locked beyond the timeout
                 if attempt == MAX_TX_ATTEMPTS - 1:
@@ -169,6 +194,16 @@ class _PgTx:
     def all(self, sql: str, params: Params | None = None) -> list[Row]:
         self._cur.execute(_to_pyformat(sql), params or {})
         return list(self._cur.fetchall())
+
+    def batch(self, statements: Sequence[tuple[str, Params]]) -> list[Row | None]:
+        # Measured: psycopg's pipeline mode was no faster than sequential round trips on
+        # loopback here (cursor setup per statement dominates); a server-side function is the
+        # real one-round-trip path.
+        rows: list[Row | None] = []
+        for sql, params in statements:
+            self._cur.execute(_to_pyformat(sql), params)
+            rows.append(self._cur.fetchone() if self._cur.description is not None else None)
+        return rows
 
 
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)

@@ -144,8 +144,7 @@ class SqlStore:
         now: datetime,
     ) -> ReserveOutcome:
         def work(tx: Tx) -> ReserveOutcome:
-            after = budgets.reserve_claims(tx, claims, now)
-            budgets.insert_authorization(tx, authorization, claims, audit, now, self.dialect)
+            after = budgets.reserve(tx, authorization, claims, audit, now, self.dialect)
             return ReserveOutcome(authorization=authorization, balances=after)
 
         return self._guarded_insert(authorization, work)
@@ -154,7 +153,7 @@ class SqlStore:
         self, authorization: Authorization, audit: AuditRecord, now: datetime
     ) -> ReserveOutcome:
         def work(tx: Tx) -> ReserveOutcome:
-            budgets.insert_authorization(tx, authorization, (), audit, now, self.dialect)
+            budgets.insert_authorization(tx, authorization, audit, now, self.dialect)
             return ReserveOutcome(authorization=authorization)
 
         return self._guarded_insert(authorization, work)

@@ -1,0 +1,1 @@
+"""Benchmarks of Treasurer; ``make bench`` runs :mod:`benchmarks.run`."""
