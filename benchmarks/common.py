@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sqlite3
 import statistics
 import subprocess
 import time
@@ -124,8 +125,6 @@ def machine() -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         pg = "psql not found"
-    import sqlite3
-
     return (
         f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {pg}"

@@ -7,8 +7,10 @@ org budget is the binding one.
 
 from __future__ import annotations
 
+import secrets
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 
@@ -49,9 +51,6 @@ def _overspend_check(url: str) -> tuple[int, int]:
 
 def fresh_pg(base: str) -> str:
     """A fresh schema on ``base`` for one benchmark run."""
-    import secrets
-    from urllib.parse import quote
-
     schema = f"bench_{secrets.token_hex(4)}"
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")

@@ -19,9 +19,7 @@ DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def _row(label: str, result: Latency, aim: str = "") -> str:
-    return (
-        f"| {label} | {result.per_s:,.0f} | {result.p50_ms:.2f} | {result.p99_ms:.2f} | {aim} |"
-    )
+    return f"| {label} | {result.per_s:,.0f} | {result.p50_ms:.2f} | {result.p99_ms:.2f} | {aim} |"
 
 
 def render(results: dict[str, dict[str, object]], command: str, took_s: float) -> str:

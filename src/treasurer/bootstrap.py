@@ -9,14 +9,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from treasurer.adapters.clock import SystemClock
+from treasurer.adapters.sql.credential_store import SqlCredentialStore
 from treasurer.adapters.sql.store import SqlStore
 from treasurer.adapters.yaml_files import dump_org_file, load_org_file, load_org_text
 from treasurer.interfaces.cli.app import Wiring, build_cli
 from treasurer.service.admin import ApplyResult, Governance
 from treasurer.service.ports import Clock
 from treasurer.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from treasurer.interfaces.http import HttpSettings
 
 
 class EmbeddedGovernance(Governance):
@@ -93,3 +100,20 @@ def main() -> None:
 
 def _serve(settings: Settings) -> None:
     raise SystemExit("treasurer serve: the HTTP API is not wired yet")
+
+
+def build_app(
+    database_url: str, clock: Clock | None = None, *, settings: HttpSettings | None = None
+) -> FastAPI:
+    """The HTTP API over the (migrated) database at ``database_url``.
+
+    Governance and credentials share one database (one connection pool, one SQLite writer),
+    so the audit events of both land in one table. FastAPI is imported here, not at module
+    import, so the CLI and ``treasurer.open`` do not pay for it.
+    """
+    from treasurer.interfaces.http import create_app  # noqa: PLC0415
+
+    store = SqlStore(database_url)
+    store.migrate()
+    governance = EmbeddedGovernance(store, clock or SystemClock())
+    return create_app(governance, SqlCredentialStore(store.db), settings=settings)

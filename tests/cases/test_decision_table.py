@@ -211,3 +211,32 @@ def test_shadow_results_carry_their_reasons() -> None:
     # A shadow policy never reserves anything.
     assert all(c.policy_id != "trial_cap" for c in decision.claims)
     assert all(p.mode is PolicyMode.SHADOW for p in facts_for(case).policies if p.id == "trial_cap")
+
+
+def test_a_zero_price_fails_closed() -> None:
+    """A price of $0 cannot value a spend: it is denied like a missing price, never free."""
+    facts = build_facts(policies=_policies(["open", "bot_daily"]), asset="base:ETH", price="0")
+    decision = decide(facts)
+    assert not decision.allowed
+
+
+@pytest.mark.parametrize("base_units", [0, -1_000_000])
+def test_a_non_positive_amount_fails_closed(base_units: int) -> None:
+    """A zero or negative amount reaching decide is denied, never a $0 or negative claim."""
+    facts = build_facts(policies=_policies(["open", "bot_daily"]), amount=base_units)
+    decision = decide(facts)
+    assert not decision.allowed
+    assert all(claim.amount_micros >= 0 for claim in decision.claims)
+
+
+def test_every_approval_policy_in_force_is_required() -> None:
+    """Two approval policies at different scopes both apply: neither requirement is dropped."""
+    cfo = policy(
+        "cfo_approval", "approval", "org:acme", {"threshold_usd": "500", "approvers": ["cfo"]}
+    )
+    facts = build_facts(policies=[*_policies(["open", "two_of_three"]), cfo], amount="600.00")
+    decision = decide(facts)
+    assert decision.tier is Tier.APPROVAL
+    requirements = tuple(getattr(decision, "approvals", ())) or (decision.approval,)
+    required_by = {r.policy_id for r in requirements if r is not None}
+    assert required_by >= {"two_of_three", "cfo_approval"}

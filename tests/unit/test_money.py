@@ -247,10 +247,12 @@ def test_parse_price(value: str, atto: int) -> None:
         ("0.0000000000000000001", "amount_too_many_decimals"),
         (1.0, "amount_not_a_string"),
         ("-1", "amount_negative"),
+        ("0", "amount_zero"),
+        ("0.000", "amount_zero"),
     ],
 )
 def test_parse_price_refusals(value: object, code: str) -> None:
-    """Prices with too many decimals, floats or signs are refused."""
+    """Prices with too many decimals, floats, signs or zero (every spend $0) are refused."""
     with pytest.raises(AmountError) as caught:
         parse_price(value)
     assert caught.value.code == code

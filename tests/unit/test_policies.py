@@ -283,6 +283,31 @@ def test_approval_amount_in_token_approvals_is_validated_at_write_time() -> None
         assert error.field == "params.allow[0].max_amount"
 
 
+@pytest.mark.parametrize(
+    ("policy_type", "params"),
+    [
+        ("schedule", {"days": ["mon"], "start": "09:00\n"}),
+        ("schedule", {"days": ["mon"], "end": "17:00\n"}),
+        ("contracts", {"allow": [{"address": "0x1", "methods": ["0xa9059cbb\n"]}]}),
+    ],
+)
+def test_pattern_checked_text_refuses_a_trailing_newline(
+    policy_type: str, params: dict[str, Any]
+) -> None:
+    """Times and selectors with a trailing newline are malformed (a regex '$' must not pass)."""
+    error = _refusal(policy_type, params)
+    assert error.field is not None and error.field.startswith("params")
+
+
+def test_approval_approvers_must_be_distinct() -> None:
+    """Naming one approver twice cannot make a 2-of-N rule satisfiable by one person."""
+    error = _refusal(
+        "approval", {"threshold_usd": "1", "approvers": ["alice", "alice"], "required": 2}
+    )
+    assert error.field is not None and error.field.startswith("params")
+    assert "approvers" in error.message or "required" in error.message
+
+
 def test_unknown_type_is_refused_listing_the_types() -> None:
     """An unknown policy type names field 'type' and lists every valid type."""
     error = _refusal("budgets", {})

@@ -37,6 +37,10 @@ class OrgConfig:
     policies: dict[str, Policy] = field(default_factory=dict)
     frozen: frozenset[Scope] = frozenset()
     settings: OrgSettings = field(default_factory=OrgSettings)
+    #: Policies by scope, built on first use (the config is immutable, so it never goes stale).
+    _by_scope: dict[Scope, tuple[Policy, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def departments_of(self, agent: Agent) -> tuple[str, ...]:
         return tuple(department_chain(self.departments, agent.department_id))
@@ -52,8 +56,16 @@ class OrgConfig:
         return scopes
 
     def policies_for(self, agent: Agent, wallet: Wallet | None) -> tuple[Policy, ...]:
-        scopes = set(self.covering_scopes(agent, wallet))
-        return tuple(p for p in self.policies.values() if p.scope in scopes)
+        """Every policy attached to a scope covering this spend (in a stable order)."""
+        if not self._by_scope and self.policies:
+            index: dict[Scope, list[Policy]] = {}
+            for policy in sorted(self.policies.values(), key=lambda p: p.id):
+                index.setdefault(policy.scope, []).append(policy)
+            self._by_scope.update({scope: tuple(items) for scope, items in index.items()})
+        found: list[Policy] = []
+        for scope in self.covering_scopes(agent, wallet):
+            found.extend(self._by_scope.get(scope, ()))
+        return tuple(found)
 
     def find_wallet(self, ref: str) -> Wallet | None:
         """A wallet by id, or by ``chain:address`` (address compared case-insensitively)."""

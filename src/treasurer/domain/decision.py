@@ -76,6 +76,10 @@ def _value(facts: Facts) -> tuple[int | None, list[Reason]]:
     request, asset, price = facts.request, facts.asset, facts.price
     if request.kind is SpendKind.SIGN_MESSAGE and request.asset_id is None:
         return 0, []
+    if request.amount < 0 or (request.amount == 0 and request.kind is not SpendKind.CONTRACT_CALL):
+        return None, [
+            Reason("amount_invalid", f"amount {request.amount} must be greater than zero")
+        ]
     if asset is None:
         named = (
             f"asset {request.asset_id} is not registered"
@@ -91,10 +95,10 @@ def _value(facts: Facts) -> tuple[int | None, list[Reason]]:
                 f"{facts.wallet.chain}",
             )
         ]
-    if price is None:
-        return None, [Reason("price_unavailable", f"no USD price is known for {asset.id}")]
+    if price is None or price.price_atto <= 0:
+        return None, [Reason("price_unavailable", f"no usable USD price is known for {asset.id}")]
     age_s = (facts.now - price.as_of).total_seconds()
-    if price.source != "fixed" and age_s > asset.max_price_age_s:
+    if asset.price_source != "fixed" and age_s > asset.max_price_age_s:
         return None, [
             Reason(
                 "price_stale",
@@ -216,7 +220,7 @@ def _check_claims(claims: list[BudgetClaim], facts: Facts) -> tuple[list[Reason]
 
 def _combine(
     results: list[RuleResult], facts: Facts
-) -> tuple[list[Reason], Tier, list[BudgetClaim], list[Headroom], int, ApprovalRequirement | None]:
+) -> tuple[list[Reason], Tier, list[BudgetClaim], list[Headroom], int, list[ApprovalRequirement]]:
     reasons = [reason for result in results for reason in result.reasons]
     claims = sorted(
         {c.key: c for r in results for c in r.claims}.values(), key=lambda c: c.lock_order
@@ -231,7 +235,7 @@ def _combine(
         (r.approval for r in results if r.approval is not None),
         key=lambda a: (-a.required, a.policy_id or ""),
     )
-    return reasons, tier, claims, headroom, delay_s, approvals[0] if approvals else None
+    return reasons, tier, claims, headroom, delay_s, approvals
 
 
 def _shadow(policy: Policy, facts: Facts, value: int | None) -> ShadowResult:
@@ -261,7 +265,7 @@ def decide(facts: Facts) -> Decision:
             Reason("no_policy_allows", "no enforced budget or spending tier covers this spend")
         )
     results = [_evaluate(p, facts, value) for p in enforced] if value is not None else []
-    reasons, tier, claims, headroom, delay_s, approval = _combine(results, facts)
+    reasons, tier, claims, headroom, delay_s, approvals = _combine(results, facts)
     reasons = gate + reasons
     denied = bool(gate) or tier is Tier.DENY
     if denied:
@@ -275,6 +279,6 @@ def decide(facts: Facts) -> Decision:
         headroom=tuple(headroom),
         shadow=tuple(_shadow(p, facts, value) for p in sorted(shadows, key=lambda p: p.id)),
         delay_s=delay_s if tier is Tier.DELAY and not denied else 0,
-        approval=approval if tier is Tier.APPROVAL and not denied else None,
+        approvals=tuple(approvals) if tier is Tier.APPROVAL and not denied else (),
         policy_versions=versions,
     )

@@ -181,7 +181,14 @@ def parse_price(value: object, *, field: str = "price_usd") -> int:
             field=field,
             code="amount_too_many_decimals",
         )
-    return int(int_part) * PRICE_SCALE + int(significant_frac.ljust(18, "0") or "0")
+    price = int(int_part) * PRICE_SCALE + int(significant_frac.ljust(18, "0") or "0")
+    if price == 0:
+        raise AmountError(
+            f"{field}: a price of zero would value every spend at $0; set the real price",
+            field=field,
+            code="amount_zero",
+        )
+    return price
 
 
 def format_price(atto: int) -> str:

@@ -106,7 +106,7 @@ class Wallet:
 
 def wallet_handle(chain: str, address: str) -> str:
     """Short human name of a wallet: ``base:0x111111…``."""
-    short = address if len(address) <= 12 else f"{address[:8]}…"
+    short = address if len(address) <= 16 else f"{address[:10]}…{address[-4:]}"
     return f"{chain}:{short}"
 
 

@@ -96,12 +96,22 @@ class Decision:
     headroom: tuple[Headroom, ...] = ()
     shadow: tuple[ShadowResult, ...] = ()
     delay_s: int = 0
-    approval: ApprovalRequirement | None = None
+    approvals: tuple[ApprovalRequirement, ...] = ()
     policy_versions: tuple[tuple[str, int], ...] = field(default=())
 
     @property
     def codes(self) -> list[str]:
         return [reason.code for reason in self.reasons]
+
+    @property
+    def approval(self) -> ApprovalRequirement | None:
+        """The strictest approval requirement (every one in ``approvals`` must be met)."""
+        return self.approvals[0] if self.approvals else None
+
+    @property
+    def approval_expiry_s(self) -> int | None:
+        """An approval request lives as long as the shortest expiry among its requirements."""
+        return min((a.expiry_s for a in self.approvals), default=None)
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready explanation: outcome, tier, reasons, headroom, shadow results."""
@@ -123,16 +133,17 @@ class Decision:
                 for s in self.shadow
             ],
             "delay_s": self.delay_s,
-            "approval": None
-            if self.approval is None
-            else {
-                "policy_id": self.approval.policy_id,
-                "required": self.approval.required,
-                "approvers": list(self.approval.approvers),
-                "group": self.approval.group,
-                "second_agent": self.approval.second_agent,
-                "expiry_s": self.approval.expiry_s,
-            },
+            "approvals": [
+                {
+                    "policy_id": a.policy_id,
+                    "required": a.required,
+                    "approvers": list(a.approvers),
+                    "group": a.group,
+                    "second_agent": a.second_agent,
+                    "expiry_s": a.expiry_s,
+                }
+                for a in self.approvals
+            ],
             "policy_versions": {pid: version for pid, version in self.policy_versions},
         }
 

@@ -49,13 +49,13 @@ UsdMicrosField = Annotated[
 """A USD amount written as a decimal string ("1000.00"), held as integer micro-dollars."""
 
 WindowName = Literal["day", "week", "month", "quarter", "year", "rolling", "lifetime"]
-_SELECTOR = re.compile(r"^0x[0-9a-fA-F]{8}$")
+_SELECTOR = re.compile(r"0x[0-9a-fA-F]{8}")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$")
+_HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]|24:00")
 
 
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class _Windowed(_Params):
@@ -150,7 +150,7 @@ class ContractEntry(_Params):
     @model_validator(mode="after")
     def _selectors(self) -> ContractEntry:
         for method in self.methods or []:
-            if not _SELECTOR.match(method):
+            if not _SELECTOR.fullmatch(method):
                 raise ValueError(f"method {method!r} must be a 4-byte selector like 0xa9059cbb")
         return self
 
@@ -199,7 +199,7 @@ class ScheduleParams(_Params):
     @model_validator(mode="after")
     def _hours(self) -> ScheduleParams:
         for name in ("start", "end"):
-            if not _HHMM.match(getattr(self, name)):
+            if not _HHMM.fullmatch(getattr(self, name)):
                 raise ValueError(f"{name} must be HH:MM (24-hour clock)")
         if self.start >= self.end:
             raise ValueError("start must be before end")
@@ -235,6 +235,8 @@ class ApprovalParams(_Params):
 
     @model_validator(mode="after")
     def _who(self) -> ApprovalParams:
+        if self.approvers is not None and len(set(self.approvers)) != len(self.approvers):
+            raise ValueError("approvers must be distinct; each approver counts once")
         if self.approvers is not None and self.required > len(self.approvers):
             raise ValueError(
                 f"required is {self.required} but only {len(self.approvers)} approvers are named"

@@ -212,7 +212,15 @@ def token_approvals(policy: Policy, facts: Facts, value: int) -> RuleResult:
     for entry in params.allow:
         if normalize_address(entry.spender) != spender:
             continue
-        if entry.asset and facts.asset and entry.asset not in {facts.asset.id, facts.asset.symbol}:
+        if (
+            entry.asset
+            and facts.asset
+            and entry.asset.lower()
+            not in {
+                facts.asset.id.lower(),
+                facts.asset.symbol.lower(),
+            }
+        ):
             continue
         if unlimited:
             if entry.allow_unlimited:
@@ -282,7 +290,8 @@ def rate_limit(policy: Policy, facts: Facts, value: int) -> RuleResult:
 def counterparty_limit(policy: Policy, facts: Facts, value: int) -> RuleResult:
     params = policy.params
     assert isinstance(params, CounterpartyLimitParams)
-    recipient = facts.request.recipient
+    request = facts.request
+    recipient = request.spender if request.kind is SpendKind.APPROVE else request.recipient
     if recipient is None:
         return _deny(policy, "recipient_unknown", "a counterparty limit needs a recipient")
     claim = _claim(

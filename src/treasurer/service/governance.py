@@ -185,8 +185,8 @@ class GovernanceCore:
         now = self.clock.now()
         state = _STATE_FOR_TIER.get(decision.tier, AuthState.DENIED)
         ttl_s = config.settings.authorization_ttl_s
-        if state is AuthState.PENDING_APPROVAL and decision.approval is not None:
-            ttl_s = decision.approval.expiry_s
+        if state is AuthState.PENDING_APPROVAL and decision.approval_expiry_s is not None:
+            ttl_s = decision.approval_expiry_s
         release_after = now + timedelta(seconds=decision.delay_s) if decision.delay_s else None
         expires_at = None
         if state is not AuthState.DENIED:

@@ -1,0 +1,118 @@
+"""Route dependencies: the app context, the caller and its permissions, pagination.
+
+Each route states what it needs as a type (``Manager``, ``Reader``, ``AgentCaller`` ...), so
+the permission of every route is visible in its signature and checked before its body runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated, TypeVar
+
+from fastapi import Depends, Query, Request
+
+from treasurer.domain.config import OrgConfig
+from treasurer.domain.credentials import Principal
+from treasurer.domain.errors import NotFound, Unauthenticated
+from treasurer.interfaces.http.middleware import PRINCIPAL_KEY
+from treasurer.service.admin import Governance
+from treasurer.service.auth_access import Permission, View, require, require_method
+from treasurer.service.auth_admin import CredentialAdmin
+from treasurer.wire import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT
+
+T = TypeVar("T")
+P = Permission
+
+
+@dataclass(frozen=True, slots=True)
+class HttpContext:
+    """What the routes work with: governance use cases and credential management."""
+
+    governance: Governance
+    credentials: CredentialAdmin
+
+    def view(self, principal: Principal) -> View:
+        return View(principal, self.governance.cache.get())
+
+    @property
+    def config(self) -> OrgConfig:
+        return self.governance.cache.get()
+
+
+def context(request: Request) -> HttpContext:
+    ctx = request.app.state.treasurer
+    assert isinstance(ctx, HttpContext)
+    return ctx
+
+
+def caller(request: Request) -> Principal:
+    """The principal the authentication middleware attached; auditors stay read-only."""
+    principal = request.scope.get("state", {}).get(PRINCIPAL_KEY)
+    if not isinstance(principal, Principal):
+        raise Unauthenticated("authentication failed: send Authorization: Bearer <token>")
+    require_method(principal, request.method)
+    return principal
+
+
+def needs(*permissions: Permission) -> Callable[[Principal], Principal]:
+    """A dependency passing callers that hold any of ``permissions``."""
+
+    def check(principal: Annotated[Principal, Depends(caller)]) -> Principal:
+        require(principal, *permissions)
+        return principal
+
+    return check
+
+
+Ctx = Annotated[HttpContext, Depends(context)]
+Reader = Annotated[Principal, Depends(needs(P.READ))]
+ReaderOrAgent = Annotated[Principal, Depends(needs(P.READ, P.SPEND))]
+Reporter = Annotated[Principal, Depends(needs(P.REPORT))]
+Freezer = Annotated[Principal, Depends(needs(P.FREEZE))]
+Manager = Annotated[Principal, Depends(needs(P.MANAGE))]
+AgentCaller = Annotated[Principal, Depends(needs(P.SPEND))]
+AgentOrManager = Annotated[Principal, Depends(needs(P.SPEND, P.MANAGE))]
+AgentOrReporter = Annotated[Principal, Depends(needs(P.SPEND, P.REPORT))]
+
+
+@dataclass(frozen=True, slots=True)
+class Paging:
+    limit: int
+    after: str | None
+
+
+def paging(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_LIMIT)] = DEFAULT_PAGE_LIMIT,
+    after: Annotated[
+        str | None, Query(max_length=200, description="the previous page's next")
+    ] = None,
+) -> Paging:
+    return Paging(limit, after)
+
+
+Pages = Annotated[Paging, Depends(paging)]
+
+
+def page_of(
+    items: Iterable[T], key: Callable[[T], str], paging: Paging
+) -> tuple[list[T], str | None]:
+    """One page of an in-memory list, ordered by ``key`` and resumed after ``paging.after``;
+    returns the items and the ``next`` cursor (None on the last page)."""
+    ordered = sorted(items, key=key)
+    if paging.after is not None:
+        ordered = [item for item in ordered if key(item) > paging.after]
+    return stored_page(ordered, key, paging.limit)
+
+
+def stored_page(items: list[T], key: Callable[[T], str], limit: int) -> tuple[list[T], str | None]:
+    """A page from ``limit + 1`` rows (the extra one only says that there is more)."""
+    chunk = items[:limit]
+    more = len(items) > limit
+    return chunk, key(chunk[-1]) if more and chunk else None
+
+
+def visible_or_404(visible: bool, what: str) -> None:
+    """Hide what the caller may not see: the same answer as for a missing object."""
+    if not visible:
+        raise NotFound(f"{what} does not exist")

@@ -1,0 +1,421 @@
+"""The JSON shapes of the HTTP API, shared by the server and the SDK.
+
+The SDK imports this module and :mod:`treasurer.domain.errors` only, never server code, so
+everything here is plain pydantic. Request models refuse unknown fields (a typo must not be
+silently ignored in a money API). Amounts are decimal *strings*: a JSON number where an amount
+belongs fails with code ``amount_not_a_string`` before anything else looks at it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
+
+T = TypeVar("T")
+
+#: Page sizes of list routes.
+DEFAULT_PAGE_LIMIT = 50
+MAX_PAGE_LIMIT = 500
+
+
+def _amount_text(value: object) -> object:
+    if value is None or isinstance(value, str):
+        return value
+    kind = "a float" if isinstance(value, float) else f"a JSON {type(value).__name__}"
+    raise PydanticCustomError(
+        "amount_not_a_string",
+        'got {kind}; amounts must be JSON strings like "12.50" so no precision is lost',
+        {"kind": kind},
+    )
+
+
+AmountText = Annotated[str, BeforeValidator(_amount_text), Field(examples=["499.00"])]
+"""A decimal amount in token units (or USD), as a string."""
+OptionalAmount = Annotated[str | None, BeforeValidator(_amount_text)]
+Slug = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
+"""An id chosen by the org: 1-64 letters, digits, '_', '-' or '.'."""
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Text = Annotated[str, StringConstraints(max_length=500)]
+Ref = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class Request(BaseModel):
+    """Base of every request body: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with a stable ``code`` and the ``field`` at fault."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: str
+    field: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list; pass ``next`` as ``after`` to get the following page."""
+
+    items: list[T]
+    next: str | None = None
+
+
+# -- spends ------------------------------------------------------------------------------
+class TypedDataBody(Request):
+    primary_type: Name
+    name: Name | None = None
+    verifying_contract: Ref | None = None
+    chain_id: int | None = None
+
+
+class SpendBody(Request):
+    """A spend to check or authorize. ``agent`` may be omitted: the session names it."""
+
+    agent: Slug | None = None
+    wallet: Ref = Field(description="wallet id or chain:address")
+    amount: OptionalAmount = Field(default=None, examples=["499.00"])
+    asset: Ref | None = Field(default=None, examples=["USDC", "base:USDC"])
+    recipient: Ref | None = None
+    chain: Ref | None = None
+    kind: Literal["transfer", "approve", "contract_call", "sign_message"] = "transfer"
+    contract: Ref | None = None
+    method: Ref | None = None
+    spender: Ref | None = None
+    typed_data: TypedDataBody | None = None
+    fee_usd: OptionalAmount = None
+    gas_price_gwei: int | None = Field(default=None, ge=0)
+
+
+class CaptureBody(Request):
+    amount: OptionalAmount = Field(default=None, description="final amount; default: all")
+    tx_hash: Ref | None = None
+
+
+class VoidBody(Request):
+    reason: Text = "voided by caller"
+
+
+class ReasonOut(BaseModel):
+    code: str
+    message: str
+    policy_id: str | None = None
+    policy_version: int | None = None
+
+
+class BudgetOut(BaseModel):
+    policy_id: str
+    scope: str
+    window: str
+    period: str
+    limit_usd: str | None
+    used_usd: str
+    requested_usd: str
+    remaining_usd: str | None
+    max_count: int | None = None
+    used_count: int = 0
+
+
+class ShadowOut(BaseModel):
+    """What a shadow-mode policy would have decided (recorded, never enforced)."""
+
+    policy_id: str
+    policy_version: int
+    policy_type: str
+    would_deny: bool
+    tier: str
+    reasons: list[ReasonOut]
+
+
+class ApprovalOut(BaseModel):
+    """One approval requirement of a spend in the approval tier."""
+
+    policy_id: str | None
+    required: int
+    approvers: list[str]
+    group: str | None
+    second_agent: bool
+    expiry_s: int
+
+
+class DecisionOut(BaseModel):
+    """The decision and everything that explains it (reasons, budgets, shadow results)."""
+
+    allowed: bool
+    tier: str
+    value_usd: str | None
+    reasons: list[ReasonOut]
+    budgets: list[BudgetOut]
+    shadow: list[ShadowOut] = []
+    delay_s: int = 0
+    approvals: list[ApprovalOut] = []
+    policy_versions: dict[str, int] = {}
+    request: dict[str, Any] | None = Field(
+        default=None, description="the normalized request, on stored authorizations"
+    )
+
+
+class AuthorizationOut(BaseModel):
+    id: str
+    agent: str
+    wallet: str
+    state: str
+    tier: str
+    amount: str
+    asset: str | None
+    value_usd: str
+    created_at: datetime
+    expires_at: datetime | None
+    decision: DecisionOut
+    replayed: bool = False
+    captured_amount: str | None = None
+    captured_usd: str | None = None
+    tx_hash: str | None = None
+
+
+# -- org objects -------------------------------------------------------------------------
+class DepartmentIn(Request):
+    id: Slug
+    name: Name | None = None
+    parent: Slug | None = None
+
+
+class DepartmentPatch(Request):
+    name: Name | None = None
+    parent: Slug | None = None
+
+
+class DepartmentOut(BaseModel):
+    id: str
+    name: str
+    parent: str | None
+
+
+class AgentIn(Request):
+    id: Slug
+    name: Name | None = None
+    department: Slug | None = None
+
+
+class AgentPatch(Request):
+    name: Name | None = None
+    department: Slug | None = None
+
+
+class AgentOut(BaseModel):
+    id: str
+    name: str
+    department: str | None
+    status: str
+
+
+class DecommissionOut(BaseModel):
+    agent: str
+    status: str
+    sessions_revoked: int
+
+
+class WalletIn(Request):
+    id: Slug
+    agent: Slug
+    chain: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+    address: Ref
+    custody: Literal["local", "external"] = "external"
+    vendor: Slug | None = None
+
+
+class WalletOut(BaseModel):
+    id: str
+    agent: str
+    chain: str
+    address: str
+    custody: str
+    vendor: str
+    status: str
+    frozen: bool
+
+
+class PolicyIn(Request):
+    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+    type: Ref
+    scope: Ref = Field(examples=["org", "department:ops", "agent:agent_a", "wallet:w1"])
+    mode: Literal["enforce", "shadow"] = "enforce"
+    params: dict[str, Any]
+    description: Text = ""
+
+
+class PolicyReplace(Request):
+    type: Ref
+    scope: Ref
+    mode: Literal["enforce", "shadow"] = "enforce"
+    params: dict[str, Any]
+    description: Text = ""
+
+
+class PolicyOut(BaseModel):
+    id: str
+    type: str
+    scope: str
+    mode: str
+    version: int
+    params: dict[str, Any]
+    description: str
+
+
+class PolicyVersionOut(BaseModel):
+    version: int
+    type: str
+    scope: str
+    mode: str
+    params: dict[str, Any]
+    description: str
+    created_at: datetime | None
+    retired_at: datetime | None
+
+
+class PlanChangeOut(BaseModel):
+    action: str
+    kind: str
+    id: str
+    fields: list[str]
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class PlanOut(BaseModel):
+    """What applying an org file does (or would do, for a dry run)."""
+
+    applied: bool
+    dry_run: bool
+    config_version: int | None
+    counts: dict[str, int]
+    changes: list[PlanChangeOut]
+    summary: list[str]
+
+
+# -- credentials -------------------------------------------------------------------------
+class AdminKeyIn(Request):
+    name: Name
+    role: Literal["admin", "finance", "auditor"]
+    department: Slug | None = None
+
+
+class AdminKeyOut(BaseModel):
+    id: str
+    name: str
+    role: str
+    department: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class AdminKeyCreated(AdminKeyOut):
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class SessionIn(Request):
+    name: Name = "default"
+    ttl_s: int | None = Field(default=None, ge=60, le=90 * 86_400)
+
+
+class SessionRotate(Request):
+    ttl_s: int | None = Field(default=None, ge=60, le=90 * 86_400)
+
+
+class SessionOut(BaseModel):
+    id: str
+    agent: str
+    name: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    replaced_by: str | None
+    active: bool
+
+
+class SessionCreated(SessionOut):
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class ApproverIn(Request):
+    id: Slug
+    name: Name
+    kind: Literal["ed25519", "evm"]
+    public_key: Ref = Field(description="Ed25519 key (hex or base64) or EVM address")
+    groups: list[Slug] = Field(default=[], max_length=32)
+
+
+class ApproverPatch(Request):
+    name: Name | None = None
+    groups: list[Slug] | None = Field(default=None, max_length=32)
+
+
+class ApproverOut(BaseModel):
+    id: str
+    name: str
+    kind: str
+    public_key: str
+    groups: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+# -- operations and reports --------------------------------------------------------------
+class FreezeIn(Request):
+    scope: Ref = Field(examples=["org", "department:ops", "agent:agent_a", "wallet:w1"])
+    reason: Text = ""
+
+
+class FreezeOut(BaseModel):
+    scope: str
+    frozen: bool
+    changed: bool
+
+
+class FrozenScopeOut(BaseModel):
+    scope: str
+
+
+class PriceIn(Request):
+    price_usd: AmountText
+
+
+class PriceOut(BaseModel):
+    asset: str
+    price_usd: str
+    as_of: datetime
+    source: str
+
+
+class SpendRowOut(BaseModel):
+    group: str
+    captured_usd: str
+    pending_usd: str
+    captured_count: int
+    pending_count: int
+
+
+class SpendReport(BaseModel):
+    group_by: str
+    since: datetime | None
+    until: datetime | None
+    rows: list[SpendRowOut]
+
+
+class AuditEventOut(BaseModel):
+    id: int
+    at: datetime
+    kind: str
+    actor: str
+    subject: str
+    payload: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: str = "ok"
