@@ -91,8 +91,7 @@ class SqlCredentialStore:
         # on the authentication path of every request.
         for attempt in range(MAX_TX_ATTEMPTS):
             try:
-                with self.db.transaction(write=write, atomic=write) as tx:
-                    return work(tx)
+                return self.db.run(work, write=write, atomic=write)
             except Exception as exc:
                 if not is_retryable(exc) or attempt == MAX_TX_ATTEMPTS - 1:
                     raise

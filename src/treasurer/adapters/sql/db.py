@@ -14,14 +14,9 @@ READ COMMITTED and relies on conditional updates.
 from __future__ import annotations
 
 import re
-import sqlite3
-import threading
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 import psycopg.errors
@@ -29,6 +24,7 @@ from psycopg_pool import ConnectionPool
 
 from treasurer.domain.errors import StoreUnavailable
 
+T = TypeVar("T")
 Params = Mapping[str, Any]
 Row = tuple[Any, ...]
 
@@ -60,112 +56,13 @@ class Database(Protocol):
 
     dialect: str
 
-    def transaction(self, *, write: bool = True, atomic: bool = True) -> Any: ...
+    def run(self, work: Callable[[Tx], T], *, write: bool = True, atomic: bool = True) -> T:
+        """Run ``work`` in one transaction (``atomic=False``: a lone read, no BEGIN needed)."""
+        ...
 
     def is_unique_violation(self, exc: BaseException) -> bool: ...
 
     def close(self) -> None: ...
-
-
-class _SqliteTx:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def execute(self, sql: str, params: Params | None = None) -> int:
-        return self._conn.execute(sql, params or {}).rowcount
-
-    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
-        self._conn.executemany(sql, rows)
-
-    def one(self, sql: str, params: Params | None = None) -> Row | None:
-        row: Row | None = self._conn.execute(sql, params or {}).fetchone()
-        return row
-
-    def all(self, sql: str, params: Params | None = None) -> list[Row]:
-        return list(self._conn.execute(sql, params or {}).fetchall())
-
-    def batch(self, statements: Sequence[tuple[str, Params]]) -> list[Row | None]:
-        return [self._conn.execute(sql, params).fetchone() for sql, params in statements]
-
-
-class SqliteDatabase:
-    """SQLite in WAL mode; one connection per thread, ``BEGIN IMMEDIATE`` for writes.
-
-    Writers of one process queue on a Python lock before taking SQLite's write lock: SQLite's
-    own busy handler sleeps and retries, which turns contention between threads into
-    latency spikes. Other processes still queue on SQLite's lock (busy timeout).
-    """
-
-    dialect = "sqlite"
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self._write_lock = threading.Lock()
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(
-                self.path,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=SQLITE_BUSY_TIMEOUT_S,
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
-
-    @contextmanager
-    def transaction(self, *, write: bool = True, atomic: bool = True) -> Iterator[Tx]:
-        conn = self._conn()
-        if not write and not atomic:  # one read statement is atomic on its own
-            yield _SqliteTx(conn)
-            return
-        if not write:
-            conn.execute("BEGIN")
-            try:
-                yield _SqliteTx(conn)
-            finally:
-                conn.execute("COMMIT")
-            return
-        with self._write_lock:
-            yield from self._write_transaction(conn)
-
-    def _write_transaction(self, conn: sqlite3.Connection) -> Iterator[Tx]:
-        for attempt in range(MAX_TX_ATTEMPTS):
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:  # database is locked beyond the timeout
-                if attempt == MAX_TX_ATTEMPTS - 1:
-                    raise StoreUnavailable(f"SQLite is busy: {exc}") from exc
-                time.sleep(0.01 * (attempt + 1))
-        try:
-            yield _SqliteTx(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
-
-    def is_unique_violation(self, exc: BaseException) -> bool:
-        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
-
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-        self._local = threading.local()
 
 
 @lru_cache(maxsize=1024)
@@ -224,11 +121,10 @@ class PostgresDatabase:
             timeout=30.0,
         )
 
-    @contextmanager
-    def transaction(self, *, write: bool = True, atomic: bool = True) -> Iterator[Tx]:
+    def run(self, work: Callable[[Tx], T], *, write: bool = True, atomic: bool = True) -> T:
         try:
             with self._pool.connection() as conn, conn.transaction():
-                yield _PgTx(conn)
+                return work(_PgTx(conn))
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
 
@@ -262,6 +158,8 @@ def postgres_conninfo_from_url(url: str) -> str:
 def open_database(url: str) -> Database:
     """A :class:`Database` for a ``sqlite:///`` or ``postgresql://`` URL."""
     if url.startswith("sqlite"):
+        from treasurer.adapters.sql.sqlite_db import SqliteDatabase  # noqa: PLC0415
+
         return SqliteDatabase(sqlite_path_from_url(url))
     if url.startswith(("postgresql", "postgres")):
         return PostgresDatabase(postgres_conninfo_from_url(url))

@@ -58,8 +58,7 @@ class SqlStore:
     def _run(self, work: Callable[[Tx], T], *, write: bool = True, atomic: bool = True) -> T:
         for attempt in range(MAX_TX_ATTEMPTS):
             try:
-                with self.db.transaction(write=write, atomic=atomic) as tx:
-                    return work(tx)
+                return self.db.run(work, write=write, atomic=atomic)
             except Exception as exc:
                 if not is_retryable(exc) or attempt == MAX_TX_ATTEMPTS - 1:
                     raise

@@ -7,18 +7,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from treasurer.adapters.clock import SystemClock
 from treasurer.adapters.sql.credential_store import SqlCredentialStore
 from treasurer.adapters.sql.store import SqlStore
-from treasurer.adapters.yaml_files import dump_org_file, load_org_file, load_org_text
-from treasurer.interfaces.cli.app import Wiring, build_cli
+from treasurer.adapters.yaml_files import load_org_file
 from treasurer.service.admin import ApplyResult, Governance
 from treasurer.service.ports import Clock
-from treasurer.settings import Settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -42,6 +39,12 @@ class EmbeddedGovernance(Governance):
             return super().apply(data, source=source or str(org_file), actor=actor, dry_run=dry_run)
         return super().apply(org_file, source=source or "org.yaml", actor=actor, dry_run=dry_run)
 
+    @property
+    def sql(self) -> SqlStore:
+        """The concrete store (for composing other SQL adapters on the same database)."""
+        assert isinstance(self.store, SqlStore)
+        return self.store
+
     def close(self) -> None:
         self.store.close()
 
@@ -60,46 +63,6 @@ def open_governance(
     if migrate:
         store.migrate()
     return EmbeddedGovernance(store, clock or SystemClock())
-
-
-def _embedded_backend(settings: Settings) -> EmbeddedGovernance:
-    return open_governance(settings.effective_database_url, migrate=False)
-
-
-def demo_org_file() -> dict[str, object]:
-    """The packaged example org (``treasurer/examples/org.yaml``)."""
-    text = resources.files("treasurer").joinpath("examples/org.yaml").read_text("utf-8")
-    return load_org_text(text, source="examples/org.yaml")
-
-
-def initialize(settings: Settings, *, demo: bool) -> list[str]:
-    """Create the data directory (owner-only), migrate, and apply the demo org on first run."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.data_dir.chmod(0o700)
-    lines = [f"Data directory: {settings.data_dir.resolve()}"]
-    with open_governance(settings.effective_database_url) as gov:
-        lines.append(f"Database: {settings.effective_database_url}")
-        if demo and gov.cache.peek() is None:
-            result = gov.apply(demo_org_file(), source="demo org", actor="init")
-            lines.append(f"Demo organization applied ({len(result.plan.changes)} objects).")
-    return lines
-
-
-def main() -> None:
-    """Console entry point: the CLI wired to the real adapters."""
-    settings = Settings.from_env()
-    wiring = Wiring(
-        open_backend=lambda: _embedded_backend(settings),
-        load_org_file=load_org_file,
-        dump_org_file=dump_org_file,
-        init=lambda demo: initialize(settings, demo=demo),
-        serve=lambda: _serve(settings),
-    )
-    build_cli(wiring)()
-
-
-def _serve(settings: Settings) -> None:
-    raise SystemExit("treasurer serve: the HTTP API is not wired yet")
 
 
 def build_app(
