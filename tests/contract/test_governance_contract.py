@@ -7,8 +7,9 @@ authorization; idempotency.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from tests.fakes import FakeClock
@@ -16,7 +17,10 @@ from tests.orgs import SHOP, cross_wallet_org
 
 import treasurer
 from treasurer.bootstrap import EmbeddedGovernance
-from treasurer.domain.errors import IdempotencyConflict, InvalidRequest, InvalidState
+from treasurer.domain.config import OrgConfig
+from treasurer.domain.errors import Conflict, IdempotencyConflict, InvalidRequest, InvalidState
+from treasurer.domain.org import Scope
+from treasurer.service.orgfile import parse_org_file
 
 
 @pytest.fixture
@@ -265,4 +269,28 @@ def test_every_decision_is_audited(gov: EmbeddedGovernance) -> None:
     assert payload["request"]["amount"] == "5000"
 
 
-__all__ = ["timedelta"]
+def test_concurrent_config_edits_do_not_overwrite_each_other(
+    database_url: str, clock: FakeClock
+) -> None:
+    """An edit prepared on a stale config is refused; edit_config redoes it on fresh state."""
+    with (
+        treasurer.open(database_url, clock=clock) as first,
+        treasurer.open(database_url, clock=clock, migrate=False) as second,
+    ):
+        first.apply(cross_wallet_org())
+        stale_version, stale = first.cache.versioned()
+        second.freeze("agent:agent_b")  # any config write bumps the version
+        raised = cross_wallet_org(agent_daily="2000.00")
+        with pytest.raises(Conflict) as exc:
+            first.apply_config(parse_org_file(raised), base_version=stale_version)
+        assert exc.value.code == "config_changed"
+        assert first.cache.get() is not stale
+
+        def rename(config: OrgConfig) -> OrgConfig:
+            org = dataclasses.replace(config.org, name="Acme Renamed")
+            return dataclasses.replace(config, org=org)
+
+        second.edit_config(rename)
+        first.edit_config(lambda c: dataclasses.replace(c, org=c.org))  # no-op edit succeeds
+        assert first.cache.get().org.name == "Acme Renamed"
+        assert Scope.parse("agent:agent_b") in first.cache.get().frozen

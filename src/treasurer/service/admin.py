@@ -6,12 +6,12 @@ method names over HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from treasurer.domain.config import OrgConfig
-from treasurer.domain.errors import InvalidRequest, NotFound
+from treasurer.domain.errors import Conflict, InvalidRequest, NotFound
 from treasurer.domain.facts import PriceQuote
 from treasurer.domain.money import parse_price
 from treasurer.domain.org import AgentStatus, Scope, ScopeKind
@@ -124,45 +124,65 @@ class Governance(GovernanceCore):
         dry_run: bool = False,
     ) -> ApplyResult:
         """Apply an org file idempotently: compute the plan, then write it in one transaction."""
-        plan = self.plan(org_file, source=source)
-        if dry_run or plan.empty:
-            return ApplyResult(plan, applied=False)
-        audit = [
-            AuditRecord(
-                kind=f"{change.kind}.{change.action}d".replace("ed.", "e."),
-                actor=actor,
-                subject=f"{change.kind}:{change.id}",
-                payload={"before": change.before, "after": change.after},
-            )
-            for change in plan.changes
-        ]
-        version = self.store.apply_plan(plan, audit, self.clock.now())
-        self.cache.invalidate()
-        return ApplyResult(plan, applied=True, config_version=version)
+        desired = parse_org_file(dict(org_file), source=source)
+        return self.apply_config(desired, actor=actor, dry_run=dry_run)
 
     def apply_config(
-        self, desired: OrgConfig, *, actor: str = "admin", dry_run: bool = False
+        self,
+        desired: OrgConfig,
+        *,
+        actor: str = "admin",
+        dry_run: bool = False,
+        base_version: int | None = None,
     ) -> ApplyResult:
         """Apply a whole desired config, as :meth:`apply` does for a parsed org file.
 
-        The HTTP CRUD routes edit one object of the current config and apply the result here,
-        so versions, policy history and audit events are the same as for an org file.
+        ``base_version`` is the config version ``desired`` was derived from; if the config
+        has changed since, ``Conflict`` (``config_changed``) is raised instead of silently
+        undoing another writer's change. The plan itself is also guarded until it is written.
         """
-        plan = make_plan(self.cache.peek(), desired)
+        version, current = self.cache.versioned()
+        if base_version is not None and base_version != version:
+            raise Conflict(
+                f"the configuration changed (version {version}, this change was prepared on "
+                f"{base_version}); load it again and retry",
+                code="config_changed",
+            )
+        plan = make_plan(current, desired)
         if dry_run or plan.empty:
             return ApplyResult(plan, applied=False)
         audit = [
             AuditRecord(
-                kind=f"{change.kind}.{change.action}d".replace("ed.", "e."),
+                kind=f"{change.kind}.{change.action}d",
                 actor=actor,
                 subject=f"{change.kind}:{change.id}",
                 payload={"before": change.before, "after": change.after},
             )
             for change in plan.changes
         ]
-        version = self.store.apply_plan(plan, audit, self.clock.now())
+        written = self.store.apply_plan(plan, audit, self.clock.now(), version)
         self.cache.invalidate()
-        return ApplyResult(plan, applied=True, config_version=version)
+        return ApplyResult(plan, applied=True, config_version=written)
+
+    def edit_config(
+        self, edit: Callable[[OrgConfig], OrgConfig], *, actor: str = "admin", attempts: int = 3
+    ) -> ApplyResult:
+        """Apply ``edit`` to the current config; on a concurrent change, redo it on the new one.
+
+        This is how single-object changes (one agent, one policy) are made: the edit is
+        re-applied to fresh state rather than overwriting what another admin just wrote.
+        """
+        for attempt in range(attempts):
+            version, current = self.cache.versioned()
+            if current is None:
+                raise NotFound("no organization is configured yet", code="org_not_configured")
+            try:
+                return self.apply_config(edit(current), actor=actor, base_version=version)
+            except Conflict as exc:
+                if exc.code != "config_changed" or attempt == attempts - 1:
+                    raise
+                self.cache.invalidate()
+        raise AssertionError("unreachable")
 
     def export(self) -> dict[str, object]:
         """The current state in the org file format (``apply`` of it is a no-op)."""

@@ -15,36 +15,40 @@ from treasurer.service.ports import Store
 
 
 class ConfigCache:
-    """Holds the last loaded config and its version; thread-safe reload."""
+    """Holds the last loaded config with its version; thread-safe reload."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._version = -1
-        self._config: OrgConfig | None = None
+        self._snapshot: tuple[int, OrgConfig | None] = (-1, None)
         self._lock = threading.Lock()
+
+    def versioned(self) -> tuple[int, OrgConfig | None]:
+        """The current config (None before the first apply) and the version it was read at."""
+        version = self._store.config_version()
+        snapshot = self._snapshot
+        if version != snapshot[0]:
+            with self._lock:
+                snapshot = self._snapshot
+                if version != snapshot[0]:
+                    snapshot = self._store.load_config_versioned()
+                    self._snapshot = snapshot
+        return snapshot
 
     def get(self) -> OrgConfig:
         """The current config; raises NotFound when no org file was applied yet."""
-        version = self._store.config_version()
-        if version != self._version:
-            with self._lock:
-                if version != self._version:
-                    self._version, self._config = self._store.load_config_versioned()
-        if self._config is None:
+        config = self.versioned()[1]
+        if config is None:
             raise NotFound(
                 "no organization is configured yet; apply an org file first "
                 "(treasurer apply -f org.yaml)",
                 code="org_not_configured",
             )
-        return self._config
+        return config
 
     def peek(self) -> OrgConfig | None:
         """The current config or None (for apply, which may create the first one)."""
-        try:
-            return self.get()
-        except NotFound:
-            return None
+        return self.versioned()[1]
 
     def invalidate(self) -> None:
         with self._lock:
-            self._version = -1
+            self._snapshot = (-1, None)

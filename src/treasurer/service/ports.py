@@ -80,7 +80,16 @@ class Store(Protocol):
 
     def load_config_versioned(self) -> tuple[int, OrgConfig | None]: ...
 
-    def apply_plan(self, plan: Plan, audit: Sequence[AuditRecord], now: datetime) -> int: ...
+    def apply_plan(
+        self,
+        plan: Plan,
+        audit: Sequence[AuditRecord],
+        now: datetime,
+        expected_version: int | None = None,
+    ) -> int:
+        """Write a plan; raise ``Conflict(code="config_changed")`` if the config version is no
+        longer ``expected_version`` (another writer got there first)."""
+        ...
 
     def set_price(
         self, asset_id: str, quote: PriceQuote, audit: AuditRecord, now: datetime

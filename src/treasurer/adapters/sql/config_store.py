@@ -15,6 +15,7 @@ from typing import Any
 from treasurer.adapters.sql.codec import amount_param, amount_value, dumps, from_us, loads, to_us
 from treasurer.adapters.sql.db import Tx
 from treasurer.domain.config import OrgConfig, OrgSettings
+from treasurer.domain.errors import Conflict
 from treasurer.domain.facts import PriceQuote
 from treasurer.domain.money import Asset
 from treasurer.domain.org import (
@@ -214,9 +215,27 @@ _TABLES = {
 
 
 def apply_plan(
-    tx: Tx, plan: Plan, audit: Sequence[AuditRecord], now: datetime, dialect: str
+    tx: Tx,
+    plan: Plan,
+    audit: Sequence[AuditRecord],
+    now: datetime,
+    dialect: str,
+    expected_version: int | None = None,
 ) -> int:
-    """Write a plan's changes; record policy history; bump the config version."""
+    """Write a plan's changes; record policy history; bump the config version.
+
+    With ``expected_version``, the version row is locked first and compared, so two admins
+    editing at once cannot silently overwrite each other (optimistic concurrency).
+    """
+    if expected_version is not None:
+        tx.execute(BUMP_VERSION)  # takes the row lock (PostgreSQL) before comparing
+        current = read_config_version(tx) - 1
+        if current != expected_version:
+            raise Conflict(
+                f"the configuration changed (version {current}, expected {expected_version}) "
+                "while this change was prepared; load it again and retry",
+                code="config_changed",
+            )
     now_us = to_us(now)
     for change in plan.changes:
         if change.kind == "settings":
@@ -234,7 +253,8 @@ def apply_plan(
             _record_policy_version(tx, change, plan.desired, now_us)
     for record in audit:
         write_audit(tx, record, now)
-    tx.execute(BUMP_VERSION)
+    if expected_version is None:
+        tx.execute(BUMP_VERSION)
     return read_config_version(tx)
 
 

@@ -83,8 +83,16 @@ class SqlStore:
             lambda tx: (config.read_config_version(tx), config.load_config(tx)), write=False
         )
 
-    def apply_plan(self, plan: Plan, audit: Sequence[AuditRecord], now: datetime) -> int:
-        return self._run(lambda tx: config.apply_plan(tx, plan, audit, now, self.dialect))
+    def apply_plan(
+        self,
+        plan: Plan,
+        audit: Sequence[AuditRecord],
+        now: datetime,
+        expected_version: int | None = None,
+    ) -> int:
+        return self._run(
+            lambda tx: config.apply_plan(tx, plan, audit, now, self.dialect, expected_version)
+        )
 
     def set_price(
         self, asset_id: str, quote: PriceQuote, audit: AuditRecord, now: datetime

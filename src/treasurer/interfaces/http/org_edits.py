@@ -161,7 +161,10 @@ def remove_policy(config: OrgConfig, policy_id: str) -> OrgConfig:
 def apply_edit(
     governance: Governance, actor: str, edit: Callable[[OrgConfig], OrgConfig]
 ) -> OrgConfig:
-    """Edit the current config, validate it, apply it as a plan; return the config now stored."""
-    desired = validated(edit(governance.cache.get()))
-    governance.apply_config(desired, actor=actor)
+    """Edit the current config, validate it, apply it as a plan; return the config now stored.
+
+    A concurrent change by another admin makes the edit re-run on the new config rather than
+    overwrite it (see :meth:`Governance.edit_config`).
+    """
+    governance.edit_config(lambda current: validated(edit(current)), actor=actor)
     return governance.cache.get()
