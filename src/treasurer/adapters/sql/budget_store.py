@@ -18,9 +18,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from treasurer.adapters.sql.codec import AUTH_COLUMNS, auth_from_row, auth_params, to_us
+import psycopg.errors
+
+from treasurer.adapters.sql.codec import AUTH_COLUMNS, auth_from_row, auth_params, dumps, to_us
 from treasurer.adapters.sql.config_store import INSERT_AUDIT, audit_params
-from treasurer.adapters.sql.db import Tx
+from treasurer.adapters.sql.db import Row, Tx
 from treasurer.domain.authorization import RESERVING_STATES, Authorization
 from treasurer.domain.budgets import BudgetBalance, BudgetClaim
 from treasurer.domain.org import wallet_handle
@@ -116,33 +118,77 @@ def reserve(
         over_limit = claim.limit_micros is not None and claim.amount_micros > claim.limit_micros
         if over_limit or claim.max_count == 0:
             raise ClaimRejected(claim.key)
-    statements = _insert_statements(auth, ordered, audit, now, dialect)
-    first_claim = len(statements)
-    now_us = to_us(now)
-    for claim in ordered:
-        statements.append(
-            (
-                _RESERVE_SQL[(claim.limit_micros is not None, claim.max_count is not None)],
-                {
-                    "key": claim.key,
-                    "policy_id": claim.policy_id,
-                    "scope": str(claim.scope),
-                    "period": claim.period.key,
-                    "subject": claim.subject,
-                    "limit": claim.limit_micros,
-                    "max_count": claim.max_count,
-                    "x": claim.amount_micros,
-                    "now": now_us,
-                },
-            )
+    claim_params = [_claim_params(claim, now) for claim in ordered]
+    if dialect == "postgresql":
+        rows = _reserve_server_side(tx, auth, ordered, audit, now, claim_params)
+    else:
+        statements = _insert_statements(auth, ordered, audit, now, dialect)
+        first_claim = len(statements)
+        statements.extend(
+            (_RESERVE_SQL[(c.limit_micros is not None, c.max_count is not None)], params)
+            for c, params in zip(ordered, claim_params, strict=True)
         )
-    rows = tx.batch(statements)
+        rows = tx.batch(statements)[first_claim:]
     after: dict[str, BudgetBalance] = {}
-    for claim, row in zip(ordered, rows[first_claim:], strict=True):
+    for claim, row in zip(ordered, rows, strict=True):
         if row is None:
             raise ClaimRejected(claim.key)
         after[claim.key] = BudgetBalance(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
     return after
+
+
+def _claim_params(claim: BudgetClaim, now: datetime) -> dict[str, Any]:
+    return {
+        "key": claim.key,
+        "policy_id": claim.policy_id,
+        "scope": str(claim.scope),
+        "period": claim.period.key,
+        "subject": claim.subject,
+        "limit": claim.limit_micros,
+        "max_count": claim.max_count,
+        "x": claim.amount_micros,
+        "now": to_us(now),
+    }
+
+
+def _reserve_server_side(
+    tx: Tx,
+    auth: Authorization,
+    claims: Sequence[BudgetClaim],
+    audit: AuditRecord,
+    now: datetime,
+    claim_params: list[dict[str, Any]],
+) -> list[Row | None]:
+    """One call of ``treasurer_reserve`` (migration v0003) instead of ~10 round trips."""
+    statements = _insert_statements(auth, claims, audit, now, "postgresql")
+    lines = [params for _sql, params in statements[1:-1]]
+    line_rows = [
+        {
+            "authorization_id": p["a"],
+            "balance_key": p["k"],
+            "amount_micros": p["x"],
+            "lock_rank": p["r"],
+            "bucket_s": p["b"],
+        }
+        for p in lines
+    ]
+    try:
+        row = tx.one(
+            "SELECT treasurer_reserve(CAST(:auth AS jsonb), CAST(:lines AS jsonb), "
+            "CAST(:audit AS jsonb), CAST(:claims AS jsonb))",
+            {
+                "auth": dumps(statements[0][1]),
+                "lines": dumps(line_rows),
+                "audit": dumps(statements[-1][1]),
+                "claims": dumps(claim_params),
+            },
+        )
+    except psycopg.errors.RaiseException as exc:
+        if exc.diag.message_primary == "treasurer_claim_rejected":
+            raise ClaimRejected(exc.diag.message_detail or "") from None
+        raise
+    assert row is not None
+    return [tuple(values) for values in row[0]]
 
 
 def _insert_statements(

@@ -107,7 +107,11 @@ _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailu
 
 
 class PostgresDatabase:
-    """PostgreSQL through a psycopg connection pool, READ COMMITTED."""
+    """PostgreSQL through a psycopg connection pool, READ COMMITTED.
+
+    Connections are in autocommit mode; :meth:`run` opens an explicit transaction for work of
+    several statements and none for a single statement.
+    """
 
     dialect = "postgresql"
 
@@ -117,14 +121,19 @@ class PostgresDatabase:
             min_size=min_size,
             max_size=max_size,
             open=True,
-            kwargs={"autocommit": False},
+            kwargs={"autocommit": True},
             timeout=30.0,
         )
 
     def run(self, work: Callable[[Tx], T], *, write: bool = True, atomic: bool = True) -> T:
+        """``atomic=False`` is for work that is one statement: it runs in autocommit mode,
+        saving the BEGIN and COMMIT round trips (a statement is atomic by itself)."""
         try:
-            with self._pool.connection() as conn, conn.transaction():
-                return work(_PgTx(conn))
+            with self._pool.connection() as conn:
+                if not atomic:
+                    return work(_PgTx(conn))
+                with conn.transaction():
+                    return work(_PgTx(conn))
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
 

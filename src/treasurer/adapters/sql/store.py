@@ -154,7 +154,9 @@ class SqlStore:
             after = budgets.reserve(tx, authorization, claims, audit, now, self.dialect)
             return ReserveOutcome(authorization=authorization, balances=after)
 
-        return self._guarded_insert(authorization, work)
+        # On PostgreSQL without rolling windows the reservation is one statement.
+        single = self.dialect == "postgresql" and not any(c.is_rolling for c in claims)
+        return self._guarded_insert(authorization, work, atomic=not single)
 
     def record_denial(
         self, authorization: Authorization, audit: AuditRecord, now: datetime
@@ -166,10 +168,14 @@ class SqlStore:
         return self._guarded_insert(authorization, work)
 
     def _guarded_insert(
-        self, authorization: Authorization, work: Callable[[Tx], ReserveOutcome]
+        self,
+        authorization: Authorization,
+        work: Callable[[Tx], ReserveOutcome],
+        *,
+        atomic: bool = True,
     ) -> ReserveOutcome:
         try:
-            return self._run(work)
+            return self._run(work, atomic=atomic)
         except budgets.ClaimRejected as rejected:
             return ReserveOutcome(authorization=None, failed_key=rejected.key)
         except Exception as exc:
