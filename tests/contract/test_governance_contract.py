@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from importlib import resources
 
 import pytest
+import yaml
 from tests.fakes import FakeClock
 from tests.orgs import SHOP, cross_wallet_org
 
@@ -294,3 +296,33 @@ def test_concurrent_config_edits_do_not_overwrite_each_other(
         first.edit_config(lambda c: dataclasses.replace(c, org=c.org))  # no-op edit succeeds
         assert first.cache.get().org.name == "Acme Renamed"
         assert Scope.parse("agent:agent_b") in first.cache.get().frozen
+
+
+def test_example_org_file_applies_idempotently_and_round_trips(
+    database_url: str, clock: FakeClock
+) -> None:
+    """The packaged example applies; re-applying is a no-op; export -> apply changes nothing."""
+    example = resources.files("treasurer").joinpath("examples/org.yaml").read_text("utf-8")
+    with treasurer.open(database_url, clock=clock) as gov:
+        first = gov.apply(yaml.safe_load(example))
+        assert first.applied and first.plan.counts()["create"] > 30
+        assert gov.apply(yaml.safe_load(example)).plan.empty
+        exported = gov.export()
+        again = gov.apply(yaml.safe_load(yaml.safe_dump(exported)))
+        assert again.plan.empty, [c.summary() for c in again.plan.changes]
+        budgets = {p.id: p for p in gov.cache.get().policies.values() if p.type == "budget"}
+        assert budgets["org:acme:budget:day"].params.limit_usd == 50_000_000_000  # type: ignore[attr-defined]
+
+
+def test_daily_budget_follows_a_dst_change(database_url: str, clock: FakeClock) -> None:
+    """On the 23-hour day of a spring-forward, the day still ends at local midnight."""
+    with treasurer.open(database_url, clock=clock) as gov:
+        gov.apply(cross_wallet_org())
+        # 2026-03-08 is 23 hours long in New York: midnight to midnight is 04:00Z..05:00Z next day.
+        clock.set(datetime(2026, 3, 9, 3, 59, 59, tzinfo=UTC))  # 23:59:59 EDT, still March 8
+        _pay(gov, "w1", "1000.00")
+        assert not gov.check(agent="agent_a", wallet="w1", amount="1.00", asset="USDC").allowed
+        clock.set(datetime(2026, 3, 9, 4, 0, 0, tzinfo=UTC))  # 00:00 EDT on March 9
+        decision = gov.check(agent="agent_a", wallet="w1", amount="1000.00", asset="USDC")
+        assert decision.allowed
+        assert decision.headroom[0].period == "day:2026-03-09"
