@@ -326,3 +326,28 @@ def test_daily_budget_follows_a_dst_change(database_url: str, clock: FakeClock) 
         decision = gov.check(agent="agent_a", wallet="w1", amount="1000.00", asset="USDC")
         assert decision.allowed
         assert decision.headroom[0].period == "day:2026-03-09"
+
+
+def test_shadow_budget_measures_recorded_spend(database_url: str, clock: FakeClock) -> None:
+    """A shadow budget reserves nothing yet judges against what was really spent."""
+    org = cross_wallet_org()
+    org["policies"] = [
+        {
+            "id": "stricter-agent-a",
+            "type": "budget",
+            "scope": "agent:agent_a",
+            "mode": "shadow",
+            "params": {"window": "day", "limit_usd": "500.00"},
+        }
+    ]
+    with treasurer.open(database_url, clock=clock) as gov:
+        gov.apply(org)
+        _pay(gov, "w1", "400.00")
+        result = gov.authorize(agent="agent_a", wallet="w2", amount="200.00", asset="USDC")
+        assert result.allowed
+        shadow = result.decision["shadow"]
+        assert isinstance(shadow, list) and shadow[0]["would_deny"] is True
+        assert shadow[0]["reasons"][0]["code"] == "agent_daily_budget_exceeded"
+        assert "$600.00 of its $500.00 daily budget" in shadow[0]["reasons"][0]["message"]
+        calm = gov.check(agent="agent_b", wallet="w3", amount="200.00", asset="USDC")
+        assert calm.shadow == ()  # the shadow policy is agent_a's only

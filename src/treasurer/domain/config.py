@@ -45,6 +45,17 @@ class OrgConfig:
     def departments_of(self, agent: Agent) -> tuple[str, ...]:
         return tuple(department_chain(self.departments, agent.department_id))
 
+    def department_subtree(self, department_id: str) -> tuple[str, ...]:
+        """``department_id`` and every department nested below it."""
+        found = [department_id]
+        for current in found:
+            found.extend(
+                d.id
+                for d in self.departments.values()
+                if d.parent_id == current and d.id not in found
+            )
+        return tuple(found)
+
     def covering_scopes(self, agent: Agent, wallet: Wallet | None) -> list[Scope]:
         """Every scope a spend by ``agent`` from ``wallet`` falls under (org last)."""
         scopes: list[Scope] = []

@@ -240,7 +240,7 @@ def _combine(
 
 def _shadow(policy: Policy, facts: Facts, value: int | None) -> ShadowResult:
     result = RuleResult(tier=Tier.DENY) if value is None else _evaluate(policy, facts, value)
-    reasons, tier, *_ = _combine([result], facts)
+    reasons, tier, claims, *_ = _combine([result], facts)
     return ShadowResult(
         policy_id=policy.id,
         policy_version=policy.version,
@@ -248,6 +248,7 @@ def _shadow(policy: Policy, facts: Facts, value: int | None) -> ShadowResult:
         would_deny=tier is Tier.DENY,
         tier=tier,
         reasons=tuple(sorted(reasons, key=lambda r: (r.code, r.policy_id or ""))),
+        claims=tuple(claims),
     )
 
 

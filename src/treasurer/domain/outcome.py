@@ -78,6 +78,9 @@ class ShadowResult:
     would_deny: bool
     tier: Tier
     reasons: tuple[Reason, ...]
+    #: Budget claims the policy would make; their balances are measured from recorded spend
+    #: (shadow budgets reserve nothing), see ``Facts.balances``.
+    claims: tuple[BudgetClaim, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,10 @@ class Decision:
     @property
     def codes(self) -> list[str]:
         return [reason.code for reason in self.reasons]
+
+    @property
+    def shadow_claims(self) -> tuple[BudgetClaim, ...]:
+        return tuple(claim for result in self.shadow for claim in result.claims)
 
     @property
     def approval(self) -> ApprovalRequirement | None:

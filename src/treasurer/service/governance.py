@@ -13,14 +13,16 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from treasurer.domain.authorization import Authorization, AuthState
+from treasurer.domain.budgets import BudgetClaim
 from treasurer.domain.config import OrgConfig
 from treasurer.domain.decision import decide
 from treasurer.domain.errors import IdempotencyConflict, InvalidRequest, InvalidState, NotFound
 from treasurer.domain.facts import Facts, PriceQuote
 from treasurer.domain.money import parse_amount
+from treasurer.domain.org import ScopeKind
 from treasurer.domain.outcome import Decision, Tier
 from treasurer.service.config_cache import ConfigCache
-from treasurer.service.ports import AuditRecord, Clock, Store
+from treasurer.service.ports import AuditRecord, Clock, Store, UsageQuery
 from treasurer.service.requests import Resolved, SpendInput, request_dict, resolve
 
 #: Attempts to reserve when a concurrent writer changed a balance between decide and reserve.
@@ -104,18 +106,45 @@ class GovernanceCore:
         keys = [claim.key for claim in decision.claims]
         detailed = replace(
             facts,
-            balances=self.store.balances(keys),
+            balances={**facts.balances, **self.store.balances(keys)},
             spent_by_wallet=self.store.spent_by_wallet(keys),
         )
         return decide(detailed)
+
+    def _decide(self, config: OrgConfig, facts: Facts) -> tuple[Facts, Decision]:
+        """Decide; when shadow budgets are in force, measure their recorded usage first.
+
+        Shadow budgets reserve nothing, so their "balance" is what the authorizations in
+        their scope and period add up to; only then can they say what they would have denied.
+        """
+        decision = decide(facts)
+        claims = decision.shadow_claims
+        if not claims:
+            return facts, decision
+        usage = self.store.recorded_usage([self._usage_query(config, c, facts) for c in claims])
+        facts = replace(facts, balances={**facts.balances, **usage})
+        return facts, decide(facts)
+
+    @staticmethod
+    def _usage_query(config: OrgConfig, claim: BudgetClaim, facts: Facts) -> UsageQuery:
+        kind = claim.scope.kind
+        column, ids = {
+            ScopeKind.WALLET: ("wallet_id", (claim.scope.id,)),
+            ScopeKind.AGENT: ("agent_id", (claim.scope.id,)),
+            ScopeKind.DEPARTMENT: ("department_id", config.department_subtree(claim.scope.id)),
+        }.get(kind, (None, ()))
+        since, until = claim.period.start, claim.period.end
+        if claim.window.rolling_s is not None:
+            since, until = facts.now - timedelta(seconds=claim.window.rolling_s), None
+        return UsageQuery(claim.key, column, ids, since, until, claim.subject)
 
     # -- use cases ------------------------------------------------------------------------
     def check_spend(self, spend: SpendInput) -> Decision:
         """Dry run: the full decision and remaining headroom; nothing is reserved."""
         config = self.cache.get()
         resolved = resolve(config, spend)
-        facts = self._facts(config, resolved, self._price(resolved))
-        return self._explained(facts, decide(facts))
+        facts, decision = self._decide(config, self._facts(config, resolved, self._price(resolved)))
+        return self._explained(facts, decision)
 
     def authorize_spend(
         self,
@@ -131,8 +160,7 @@ class GovernanceCore:
             first = self.store.find_by_idempotency_key(resolved.agent.id, idempotency_key)
             if first is not None:
                 return self._replay(first, resolved)
-        facts = self._facts(config, resolved, self._price(resolved))
-        decision = decide(facts)
+        facts, decision = self._decide(config, self._facts(config, resolved, self._price(resolved)))
         for _attempt in range(MAX_RESERVE_ATTEMPTS):
             if not decision.allowed:
                 decision = self._explained(facts, decision)

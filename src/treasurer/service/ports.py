@@ -62,6 +62,22 @@ class SpendRow:
     pending_count: int
 
 
+@dataclass(frozen=True, slots=True)
+class UsageQuery:
+    """Recorded spend (captured, plus still reserved) of one scope in a time range.
+
+    ``column`` is ``wallet_id``, ``agent_id``, ``department_id`` or ``None`` (the whole org);
+    ``ids`` the values it may take; ``subject`` a recipient for counterparty limits.
+    """
+
+    key: str
+    column: str | None
+    ids: tuple[str, ...]
+    since: datetime | None
+    until: datetime | None
+    subject: str = ""
+
+
 class Store(Protocol):
     """Persistence of config, balances, authorizations and audit events.
 
@@ -111,6 +127,10 @@ class Store(Protocol):
     def balances(self, keys: Sequence[str]) -> dict[str, BudgetBalance]: ...
 
     def spent_by_wallet(self, keys: Sequence[str]) -> dict[str, tuple[tuple[str, int], ...]]: ...
+
+    def recorded_usage(self, queries: Sequence[UsageQuery]) -> dict[str, BudgetBalance]:
+        """Spend measured from authorizations (for shadow budgets, which reserve nothing)."""
+        ...
 
     def find_by_idempotency_key(self, agent_id: str, key: str) -> Authorization | None: ...
 

@@ -22,7 +22,7 @@ from treasurer.domain.errors import StoreUnavailable
 from treasurer.domain.facts import PriceQuote
 from treasurer.domain.org import AgentStatus, Scope
 from treasurer.domain.plan import Plan
-from treasurer.service.ports import AuditRecord, ReserveOutcome, SpendRow
+from treasurer.service.ports import AuditRecord, ReserveOutcome, SpendRow, UsageQuery
 
 T = TypeVar("T")
 
@@ -137,6 +137,9 @@ class SqlStore:
 
     def spent_by_wallet(self, keys: Sequence[str]) -> dict[str, tuple[tuple[str, int], ...]]:
         return self._run(lambda tx: budgets.spent_by_wallet(tx, keys), write=False)
+
+    def recorded_usage(self, queries: Sequence[UsageQuery]) -> dict[str, BudgetBalance]:
+        return self._run(lambda tx: {q.key: _usage(tx, q) for q in queries}, write=False)
 
     def find_by_idempotency_key(self, agent_id: str, key: str) -> Authorization | None:
         return self._run(
@@ -282,3 +285,36 @@ class SqlStore:
             }
             for r in rows
         ]
+
+
+_USAGE_COLUMNS = frozenset({"wallet_id", "agent_id", "department_id"})
+
+
+def _usage(tx: Tx, query: UsageQuery) -> BudgetBalance:
+    where = [f"state IN {_RESERVING[:-1]},'captured')"]
+    params: dict[str, object] = {}
+    if query.since is not None:
+        where.append("created_us >= :since")
+        params["since"] = to_us(query.since)
+    if query.until is not None:
+        where.append("created_us < :until")
+        params["until"] = to_us(query.until)
+    if query.column is not None:
+        assert query.column in _USAGE_COLUMNS
+        names = [f"id{i}" for i in range(len(query.ids))]
+        params.update(zip(names, query.ids, strict=True))
+        where.append(f"{query.column} IN ({', '.join(':' + n for n in names)})")
+    if query.subject:
+        where.append("lower(recipient) = :subject")
+        params["subject"] = query.subject.lower()
+    row = tx.one(
+        "SELECT "
+        "COALESCE(SUM(CASE WHEN state = 'captured' THEN captured_usd_micros ELSE 0 END), 0), "
+        "COALESCE(SUM(CASE WHEN state = 'captured' THEN 0 ELSE value_usd_micros END), 0), "
+        "COALESCE(SUM(CASE WHEN state = 'captured' THEN 1 ELSE 0 END), 0), "
+        "COALESCE(SUM(CASE WHEN state = 'captured' THEN 0 ELSE 1 END), 0) "
+        f"FROM authorizations WHERE {' AND '.join(where)}",
+        params,
+    )
+    assert row is not None
+    return BudgetBalance(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
