@@ -8,6 +8,8 @@
     gov.apply("org.yaml")
     decision = gov.check(agent="procurement_bot", wallet="pb-base", amount="499.00", asset="USDC")
 
+    remote = treasurer.connect("http://127.0.0.1:8420", token)   # same method names over HTTP
+
 Errors are one tree rooted at :class:`TreasurerError`; each class has a stable ``code``.
 """
 
@@ -32,7 +34,10 @@ from treasurer.domain.errors import (
 )
 
 if TYPE_CHECKING:
+    import httpx
+
     from treasurer.bootstrap import EmbeddedGovernance
+    from treasurer.sdk import AsyncClient, Client
     from treasurer.service.ports import Clock
 
 __version__ = "0.1.0"
@@ -50,6 +55,55 @@ def open(
     return open_governance(database_url, clock=clock, migrate=migrate)
 
 
+def connect(
+    url: str,
+    token: str,
+    *,
+    timeout_s: float = 10.0,
+    retries: int = 2,
+    backoff_s: float = 0.25,
+    http: httpx.Client | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> Client:
+    """The remote client for the server at ``url`` (see :mod:`treasurer.sdk`). Lazy, like
+    :func:`open`, so ``import treasurer`` does not load httpx."""
+    from treasurer.sdk import connect as connect_  # noqa: PLC0415
+
+    return connect_(
+        url,
+        token,
+        timeout_s=timeout_s,
+        retries=retries,
+        backoff_s=backoff_s,
+        http=http,
+        transport=transport,
+    )
+
+
+def connect_async(
+    url: str,
+    token: str,
+    *,
+    timeout_s: float = 10.0,
+    retries: int = 2,
+    backoff_s: float = 0.25,
+    http: httpx.AsyncClient | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncClient:
+    """The asynchronous remote client (see :mod:`treasurer.sdk`)."""
+    from treasurer.sdk import connect_async as connect_async_  # noqa: PLC0415
+
+    return connect_async_(
+        url,
+        token,
+        timeout_s=timeout_s,
+        retries=retries,
+        backoff_s=backoff_s,
+        http=http,
+        transport=transport,
+    )
+
+
 __all__ = [
     "AmountError",
     "Conflict",
@@ -64,5 +118,7 @@ __all__ = [
     "StoreUnavailable",
     "TreasurerError",
     "Unauthenticated",
+    "connect",
+    "connect_async",
     "open",
 ]

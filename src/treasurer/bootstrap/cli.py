@@ -15,6 +15,7 @@ import threading
 from importlib import resources
 from pathlib import Path
 
+from treasurer import connect
 from treasurer.adapters.sql.credential_store import SqlCredentialStore
 from treasurer.adapters.yaml_files import dump_org_file, load_org_file, load_org_text
 from treasurer.bootstrap import EmbeddedGovernance, build_app, open_governance
@@ -117,6 +118,12 @@ def serve(settings: Settings) -> None:
         governance.close()
 
 
+def local_url(settings: Settings) -> str:
+    """Where ``treasurer serve`` listens, as a client reaches it (a wildcard host is local)."""
+    host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else settings.host  # noqa: S104
+    return f"http://{host}:{settings.port}"
+
+
 def main() -> None:
     """Console entry point."""
     settings = Settings.from_env()
@@ -126,5 +133,12 @@ def main() -> None:
         dump_org_file=dump_org_file,
         init=lambda demo: initialize(settings, demo=demo),
         serve=lambda: serve(settings),
+        connect=connect,
+        default_url=local_url(settings),
+        default_key_file=settings.data_dir / ADMIN_KEY_FILE,
     )
     build_cli(wiring)()
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from treasurer.domain.errors import (
@@ -67,7 +68,11 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
 
 def fail(error: TreasurerError, hint: str | None = None) -> int:
     """Print an error with its code and what to do next; return the exit code."""
-    errors.print(f"[bold red]error[/] [{error.code}] {error.message}", markup=True, highlight=False)
+    errors.print(
+        f"[bold red]error[/] {escape(f'[{error.code}]')} {escape(error.message)}",
+        markup=True,
+        highlight=False,
+    )
     if hint:
-        errors.print(f"[dim]→ {hint}[/]", markup=True, highlight=False)
+        errors.print(f"[dim]→ {escape(hint)}[/]", markup=True, highlight=False)
     return exit_code_for(error)

@@ -1,0 +1,288 @@
+"""The asynchronous remote client: :class:`AsyncClient`, what :func:`treasurer.connect_async`
+returns. The same methods as :class:`~treasurer.sdk_sync.Client`, awaited."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import httpx
+
+from treasurer import sdk_calls as calls
+from treasurer.sdk_calls import PageOf
+from treasurer.sdk_common import (
+    MAX_PAGES,
+    AuthorizationResult,
+    Call,
+    Decision,
+    RetryPolicy,
+    base_url,
+    encode_json,
+    first_page,
+    load_org_path,
+    read,
+    request_headers,
+    too_many_pages,
+)
+from treasurer.sdk_errors import transport_error
+from treasurer.wire import (
+    AgentOut,
+    ApproverOut,
+    DecommissionOut,
+    FreezeOut,
+    Health,
+    PlanOut,
+    PolicyOut,
+    PolicyVersionOut,
+    PriceOut,
+    SessionCreated,
+    SessionOut,
+    SpendRowOut,
+    WalletOut,
+)
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """Treasurer over HTTP for asyncio (or trio) code; see :class:`~treasurer.sdk_sync.Client`.
+
+    Pass ``http`` (an ``httpx.AsyncClient``) or ``transport`` (e.g. ``httpx.ASGITransport``
+    over the app) to run without a network; a given ``http`` client is not closed.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout_s: float = 10.0,
+        retries: int = 2,
+        backoff_s: float = 0.25,
+        http: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self.url = base_url(url)
+        self._token = token
+        self._timeout = httpx.Timeout(timeout_s)
+        self._policy = RetryPolicy(retries=retries, backoff_s=backoff_s)
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(timeout=self._timeout, transport=transport)
+        self._sleep = sleep
+
+    # -- plumbing -------------------------------------------------------------------------
+    async def _send(self, call: Call[T]) -> T:
+        content = None if call.body is None else encode_json(call.body)
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(
+                    call.method,
+                    self.url + call.path,
+                    params=dict(call.params),
+                    content=content,
+                    headers=request_headers(call, self._token),
+                    timeout=self._timeout,
+                )
+            except httpx.TransportError as exc:
+                wait = self._policy.wait_after_error(call, attempt, exc)
+                if wait is None:
+                    raise transport_error(exc, self.url) from exc
+            else:
+                wait = self._policy.wait_after_response(call, attempt, response)
+                if wait is None:
+                    return read(call, response)
+            await self._sleep(wait)
+            attempt += 1
+
+    async def _all(self, call: Call[PageOf[T]]) -> list[T]:
+        call = first_page(call)
+        items: list[T] = []
+        for _ in range(MAX_PAGES):
+            page, cursor = await self._send(call)
+            items.extend(page)
+            if cursor is None:
+                return items
+            call = call.after(cursor)
+        raise too_many_pages(call)
+
+    async def close(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def health(self) -> Health:
+        """``GET /health`` (public): the server answers."""
+        return await self._send(calls.health())
+
+    # -- spends ---------------------------------------------------------------------------
+    async def check(
+        self,
+        *,
+        wallet: object,
+        amount: object,
+        asset: str | None = None,
+        agent: str | None = None,
+        recipient: str | None = None,
+        chain: str | None = None,
+        kind: str = "transfer",
+        **extra: object,
+    ) -> Decision:
+        """Dry run: the decision and every budget's headroom; nothing is reserved.
+        ``agent`` is needed with an admin key; a session acts for its own agent."""
+        body = calls.spend_body(agent, wallet, amount, asset, recipient, chain, kind, extra)
+        return await self._send(calls.check(body))
+
+    async def authorize(
+        self,
+        *,
+        wallet: object,
+        amount: object,
+        asset: str | None = None,
+        agent: str | None = None,
+        recipient: str | None = None,
+        chain: str | None = None,
+        kind: str = "transfer",
+        idempotency_key: str | None = None,
+        **extra: object,
+    ) -> AuthorizationResult:
+        """Decide and reserve. A denial is a result (``allowed`` False), not an exception.
+        Without ``idempotency_key`` one is generated, so a retry never reserves twice."""
+        body = calls.spend_body(agent, wallet, amount, asset, recipient, chain, kind, extra)
+        return await self._send(calls.authorize(body, idempotency_key))
+
+    async def capture(
+        self, authorization_id: str, amount: object = None, *, tx_hash: str | None = None
+    ) -> AuthorizationResult:
+        """Post the final amount (default: all of it); a same-amount retry returns it."""
+        return await self._send(calls.capture(authorization_id, amount, tx_hash))
+
+    async def void(
+        self, authorization_id: str, *, reason: str = "voided by caller"
+    ) -> AuthorizationResult:
+        """Release the reservation; voiding a voided authorization returns it."""
+        return await self._send(calls.void(authorization_id, reason))
+
+    async def get_authorization(self, authorization_id: str) -> AuthorizationResult:
+        return await self._send(calls.get_authorization(authorization_id))
+
+    # -- org file, prices, freezes, reports -----------------------------------------------
+    async def apply(
+        self,
+        org_file: Mapping[str, Any] | str | Path,
+        *,
+        dry_run: bool = False,
+        source: str | None = None,
+    ) -> PlanOut:
+        """Apply an org file (a mapping, or the path of a YAML file); ``dry_run`` only plans.
+        ``source`` is accepted for parity with the embedded API (the server names it)."""
+        data = load_org_path(org_file) if isinstance(org_file, (str, Path)) else org_file
+        return await self._send(calls.apply(data, dry_run))
+
+    async def plan(self, org_file: Mapping[str, Any] | str | Path) -> PlanOut:
+        """What applying ``org_file`` would change (a dry run of :meth:`apply`)."""
+        return await self.apply(org_file, dry_run=True)
+
+    async def export(self) -> dict[str, Any]:
+        """The current org in the org file format (applying it changes nothing)."""
+        return await self._send(calls.export())
+
+    async def spend(
+        self,
+        *,
+        by: str = "agent",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        **filters: str,
+    ) -> list[SpendRowOut]:
+        """Captured and reserved USD per group over authorizations created in [since, until)."""
+        return await self._send(calls.spend(by, since, until, filters))
+
+    async def get_price(self, asset: str) -> PriceOut:
+        return await self._send(calls.get_price(asset))
+
+    async def set_price(self, asset: str, price_usd: object) -> PriceOut:
+        """Set an asset's manual USD price (a decimal string, e.g. ``"3150.25"``)."""
+        return await self._send(calls.set_price(asset, price_usd))
+
+    async def freeze(self, scope: str, *, reason: str = "") -> FreezeOut:
+        """Freeze ``org``, ``department:<id>``, ``agent:<id>`` or ``wallet:<id>``."""
+        return await self._send(calls.freeze(scope, reason))
+
+    async def unfreeze(self, scope: str) -> FreezeOut:
+        return await self._send(calls.unfreeze(scope))
+
+    async def list_freezes(self) -> list[str]:
+        """The frozen scopes the caller may see."""
+        return await self._all(calls.list_freezes())
+
+    # -- agents, sessions, wallets, policies, approvers -----------------------------------
+    async def list_agents(self) -> list[AgentOut]:
+        return await self._all(calls.list_agents())
+
+    async def get_agent(self, agent_id: str) -> AgentOut:
+        return await self._send(calls.get_agent(agent_id))
+
+    async def decommission(self, agent_id: str) -> DecommissionOut:
+        """The agent can no longer spend; all its sessions are revoked. Idempotent."""
+        return await self._send(calls.decommission(agent_id))
+
+    async def create_session(
+        self, agent_id: str, *, name: str = "default", ttl_s: int | None = None
+    ) -> SessionCreated:
+        """A session token for the agent (``.token``, shown once). Never retried."""
+        return await self._send(calls.create_session(agent_id, name, ttl_s))
+
+    async def list_sessions(self, agent_id: str) -> list[SessionOut]:
+        return await self._all(calls.list_sessions(agent_id))
+
+    async def rotate_session(
+        self, agent_id: str, session_id: str, *, ttl_s: int | None = None
+    ) -> SessionCreated:
+        """A new token replacing ``session_id``; the old one fails from the next request."""
+        return await self._send(calls.rotate_session(agent_id, session_id, ttl_s))
+
+    async def revoke_session(self, agent_id: str, session_id: str) -> SessionOut:
+        return await self._send(calls.revoke_session(agent_id, session_id))
+
+    async def list_wallets(self) -> list[WalletOut]:
+        return await self._all(calls.list_wallets())
+
+    async def get_wallet(self, wallet_id: str) -> WalletOut:
+        return await self._send(calls.get_wallet(wallet_id))
+
+    async def list_policies(self, *, scope: str | None = None) -> list[PolicyOut]:
+        return await self._all(calls.list_policies(scope))
+
+    async def get_policy(self, policy_id: str) -> PolicyOut:
+        return await self._send(calls.get_policy(policy_id))
+
+    async def policy_history(self, policy_id: str) -> list[PolicyVersionOut]:
+        """Every version of a policy, oldest first."""
+        return await self._send(calls.policy_history(policy_id))
+
+    async def list_approvers(self) -> list[ApproverOut]:
+        return await self._all(calls.list_approvers())
+
+    async def add_approver(
+        self,
+        approver_id: str,
+        *,
+        name: str,
+        kind: str,
+        public_key: str,
+        groups: list[str] | tuple[str, ...] = (),
+    ) -> ApproverOut:
+        """Register an approver (``kind`` ``ed25519`` or ``evm``). Never retried."""
+        return await self._send(
+            calls.add_approver(approver_id, name, kind, public_key, list(groups))
+        )

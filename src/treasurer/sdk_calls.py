@@ -1,0 +1,275 @@
+"""Every endpoint the clients use, as a :class:`~treasurer.sdk_common.Call`: path, body, parsing
+and whether it is safe to send twice.
+
+Retried (idempotent) calls: every GET; ``authorize`` (it always carries an ``Idempotency-Key``,
+one is generated when the caller gives none); ``check`` (a dry run); ``capture`` and ``void``
+(the server does each once per authorization and answers a same-request retry with the first
+result); ``apply`` (declarative: applying the same file twice is a no-op); ``set_price``
+(PUT); ``freeze``/``unfreeze``, ``decommission`` and ``revoke_session`` (idempotent by
+design). Never retried: ``create_session``, ``rotate_session`` (each mints a new token) and
+``add_approver``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from pydantic import BaseModel
+
+from treasurer.domain.errors import AmountError
+from treasurer.sdk_common import AuthorizationResult, Call, Decision
+from treasurer.wire import (
+    AgentOut,
+    ApproverOut,
+    DecommissionOut,
+    FreezeOut,
+    Health,
+    PlanOut,
+    PolicyOut,
+    PolicyVersionOut,
+    PriceOut,
+    SessionCreated,
+    SessionOut,
+    SpendReport,
+    SpendRowOut,
+    WalletOut,
+)
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+#: One page of a list and the cursor of the next page (None on the last one).
+PageOf = tuple[list[T], str | None]
+
+
+def _seg(value: str) -> str:
+    """One path segment, escaped (``agent:bot`` and ``ethereum:ETH`` are valid ids)."""
+    return quote(value, safe="")
+
+
+def _model(cls: type[M]) -> Callable[[Any], M]:
+    return cls.model_validate
+
+
+def _models(cls: type[M]) -> Callable[[Any], list[M]]:
+    return lambda data: [cls.model_validate(item) for item in data]
+
+
+def _page(cls: type[M]) -> Callable[[Any], PageOf[M]]:
+    return lambda data: ([cls.model_validate(i) for i in data["items"]], data.get("next"))
+
+
+def _amount(value: object, field: str = "amount") -> object:
+    """Refuse what the server would refuse, before serializing it: amounts are strings."""
+    if value is None or isinstance(value, str):
+        return value
+    kind = "a float" if isinstance(value, float) else type(value).__name__
+    raise AmountError(
+        f'{field}: got {kind}; amounts must be JSON strings like "12.50" so no precision is lost',
+        field=field,
+        code="amount_not_a_string",
+    )
+
+
+def spend_body(
+    agent: str | None,
+    wallet: object,
+    amount: object,
+    asset: str | None,
+    recipient: str | None,
+    chain: str | None,
+    kind: str,
+    extra: Mapping[str, object],
+) -> dict[str, Any]:
+    """The JSON of a spend; ``wallet`` may be an id, ``chain:address`` or an object with ``id``.
+    Unknown ``extra`` fields are sent as they are, so the server names them (unknown_field)."""
+    given = {
+        "agent": agent,
+        "wallet": str(getattr(wallet, "id", wallet)),
+        "amount": _amount(amount),
+        "asset": asset,
+        "recipient": recipient,
+        "chain": chain,
+        "kind": kind,
+        **extra,
+    }
+    if "fee_usd" in given:
+        given["fee_usd"] = _amount(given["fee_usd"], "fee_usd")
+    return {k: v for k, v in given.items() if v is not None}
+
+
+# -- spends ------------------------------------------------------------------------------
+def check(body: dict[str, Any]) -> Call[Decision]:
+    return Call("POST", "/v1/authorizations/check", _model(Decision), body=body, idempotent=True)
+
+
+def authorize(body: dict[str, Any], idempotency_key: str | None) -> Call[AuthorizationResult]:
+    key = idempotency_key or f"sdk-{uuid.uuid4().hex}"
+    return Call(
+        "POST",
+        "/v1/authorizations",
+        _model(AuthorizationResult),
+        body=body,
+        headers={"Idempotency-Key": key},
+        idempotent=True,
+    )
+
+
+def capture(
+    authorization_id: str, amount: object, tx_hash: str | None
+) -> Call[AuthorizationResult]:
+    body = {"amount": _amount(amount), "tx_hash": tx_hash}
+    return Call(
+        "POST",
+        f"/v1/authorizations/{_seg(authorization_id)}/capture",
+        _model(AuthorizationResult),
+        body={k: v for k, v in body.items() if v is not None},
+        idempotent=True,
+    )
+
+
+def void(authorization_id: str, reason: str) -> Call[AuthorizationResult]:
+    return Call(
+        "POST",
+        f"/v1/authorizations/{_seg(authorization_id)}/void",
+        _model(AuthorizationResult),
+        body={"reason": reason},
+        idempotent=True,
+    )
+
+
+def get_authorization(authorization_id: str) -> Call[AuthorizationResult]:
+    path = f"/v1/authorizations/{_seg(authorization_id)}"
+    return Call("GET", path, _model(AuthorizationResult), idempotent=True)
+
+
+# -- org, prices, freezes, reports -------------------------------------------------------
+def apply(org_file: Mapping[str, Any], dry_run: bool) -> Call[PlanOut]:
+    params = {"dry_run": "true" if dry_run else "false"}
+    return Call(
+        "POST", "/v1/org", _model(PlanOut), params=params, body=dict(org_file), idempotent=True
+    )
+
+
+def export() -> Call[dict[str, Any]]:
+    return Call("GET", "/v1/org", dict, idempotent=True)
+
+
+def spend(
+    by: str, since: datetime | None, until: datetime | None, filters: Mapping[str, str]
+) -> Call[list[SpendRowOut]]:
+    params = {"group_by": by, **filters}
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None:
+            params[name] = moment.isoformat()
+    return Call(
+        "GET",
+        "/v1/spend",
+        lambda data: SpendReport.model_validate(data).rows,
+        params=params,
+        idempotent=True,
+    )
+
+
+def get_price(asset: str) -> Call[PriceOut]:
+    return Call("GET", f"/v1/prices/{_seg(asset)}", _model(PriceOut), idempotent=True)
+
+
+def set_price(asset: str, price_usd: object) -> Call[PriceOut]:
+    body = {"price_usd": _amount(price_usd, "price_usd")}
+    path = f"/v1/prices/{_seg(asset)}"
+    return Call("PUT", path, _model(PriceOut), body=body, idempotent=True)
+
+
+def freeze(scope: str, reason: str) -> Call[FreezeOut]:
+    body = {"scope": scope, "reason": reason}
+    return Call("POST", "/v1/freezes", _model(FreezeOut), body=body, idempotent=True)
+
+
+def unfreeze(scope: str) -> Call[FreezeOut]:
+    return Call("DELETE", f"/v1/freezes/{_seg(scope)}", _model(FreezeOut), idempotent=True)
+
+
+def list_freezes() -> Call[PageOf[str]]:
+    return Call(
+        "GET",
+        "/v1/freezes",
+        lambda data: ([item["scope"] for item in data["items"]], data.get("next")),
+        idempotent=True,
+    )
+
+
+def health() -> Call[Health]:
+    return Call("GET", "/health", _model(Health), idempotent=True)
+
+
+# -- agents, sessions, wallets, policies, approvers --------------------------------------
+def list_agents() -> Call[PageOf[AgentOut]]:
+    return Call("GET", "/v1/agents", _page(AgentOut), idempotent=True)
+
+
+def get_agent(agent_id: str) -> Call[AgentOut]:
+    return Call("GET", f"/v1/agents/{_seg(agent_id)}", _model(AgentOut), idempotent=True)
+
+
+def decommission(agent_id: str) -> Call[DecommissionOut]:
+    path = f"/v1/agents/{_seg(agent_id)}/decommission"
+    return Call("POST", path, _model(DecommissionOut), idempotent=True)
+
+
+def create_session(agent_id: str, name: str, ttl_s: int | None) -> Call[SessionCreated]:
+    body: dict[str, Any] = {"name": name, **({"ttl_s": ttl_s} if ttl_s is not None else {})}
+    path = f"/v1/agents/{_seg(agent_id)}/sessions"
+    return Call("POST", path, _model(SessionCreated), body=body)
+
+
+def list_sessions(agent_id: str) -> Call[PageOf[SessionOut]]:
+    path = f"/v1/agents/{_seg(agent_id)}/sessions"
+    return Call("GET", path, _page(SessionOut), idempotent=True)
+
+
+def rotate_session(agent_id: str, session_id: str, ttl_s: int | None) -> Call[SessionCreated]:
+    body = {"ttl_s": ttl_s} if ttl_s is not None else {}
+    path = f"/v1/agents/{_seg(agent_id)}/sessions/{_seg(session_id)}/rotate"
+    return Call("POST", path, _model(SessionCreated), body=body)
+
+
+def revoke_session(agent_id: str, session_id: str) -> Call[SessionOut]:
+    path = f"/v1/agents/{_seg(agent_id)}/sessions/{_seg(session_id)}"
+    return Call("DELETE", path, _model(SessionOut), idempotent=True)
+
+
+def list_wallets() -> Call[PageOf[WalletOut]]:
+    return Call("GET", "/v1/wallets", _page(WalletOut), idempotent=True)
+
+
+def get_wallet(wallet_id: str) -> Call[WalletOut]:
+    return Call("GET", f"/v1/wallets/{_seg(wallet_id)}", _model(WalletOut), idempotent=True)
+
+
+def list_policies(scope: str | None) -> Call[PageOf[PolicyOut]]:
+    params = {"scope": scope} if scope is not None else {}
+    return Call("GET", "/v1/policies", _page(PolicyOut), params=params, idempotent=True)
+
+
+def get_policy(policy_id: str) -> Call[PolicyOut]:
+    return Call("GET", f"/v1/policies/{_seg(policy_id)}", _model(PolicyOut), idempotent=True)
+
+
+def policy_history(policy_id: str) -> Call[list[PolicyVersionOut]]:
+    path = f"/v1/policies/{_seg(policy_id)}/history"
+    return Call("GET", path, _models(PolicyVersionOut), idempotent=True)
+
+
+def list_approvers() -> Call[PageOf[ApproverOut]]:
+    return Call("GET", "/v1/approvers", _page(ApproverOut), idempotent=True)
+
+
+def add_approver(
+    approver_id: str, name: str, kind: str, public_key: str, groups: list[str]
+) -> Call[ApproverOut]:
+    body = {"id": approver_id, "name": name, "kind": kind, "public_key": public_key}
+    return Call("POST", "/v1/approvers", _model(ApproverOut), body={**body, "groups": groups})

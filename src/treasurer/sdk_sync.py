@@ -1,0 +1,287 @@
+"""The synchronous remote client: :class:`Client`, what :func:`treasurer.connect` returns."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from treasurer import sdk_calls as calls
+from treasurer.sdk_calls import PageOf
+from treasurer.sdk_common import (
+    MAX_PAGES,
+    AuthorizationResult,
+    Call,
+    Decision,
+    RetryPolicy,
+    base_url,
+    encode_json,
+    first_page,
+    load_org_path,
+    read,
+    request_headers,
+    too_many_pages,
+)
+from treasurer.sdk_errors import transport_error
+from treasurer.wire import (
+    AgentOut,
+    ApproverOut,
+    DecommissionOut,
+    FreezeOut,
+    Health,
+    PlanOut,
+    PolicyOut,
+    PolicyVersionOut,
+    PriceOut,
+    SessionCreated,
+    SessionOut,
+    SpendRowOut,
+    WalletOut,
+)
+
+T = TypeVar("T")
+
+
+class Client:
+    """Treasurer over HTTP, with the method names of the embedded API.
+
+    ``token`` is an admin key (``tsk_…``) or an agent session (``tss_…``); the server decides
+    what it may do. Pass ``http`` (any ``httpx.Client``, e.g. a Starlette ``TestClient``) or
+    ``transport`` to run without a network; a given ``http`` client is not closed by
+    :meth:`close`. ``sleep`` waits between retries (tests pass a recorder).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout_s: float = 10.0,
+        retries: int = 2,
+        backoff_s: float = 0.25,
+        http: httpx.Client | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = base_url(url)
+        self._token = token
+        self._timeout = httpx.Timeout(timeout_s)
+        self._policy = RetryPolicy(retries=retries, backoff_s=backoff_s)
+        self._owns_http = http is None
+        self._http = http or httpx.Client(timeout=self._timeout, transport=transport)
+        self._sleep = sleep
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _send(self, call: Call[T]) -> T:
+        content = None if call.body is None else encode_json(call.body)
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(
+                    call.method,
+                    self.url + call.path,
+                    params=dict(call.params),
+                    content=content,
+                    headers=request_headers(call, self._token),
+                    timeout=self._timeout,
+                )
+            except httpx.TransportError as exc:
+                wait = self._policy.wait_after_error(call, attempt, exc)
+                if wait is None:
+                    raise transport_error(exc, self.url) from exc
+            else:
+                wait = self._policy.wait_after_response(call, attempt, response)
+                if wait is None:
+                    return read(call, response)
+            self._sleep(wait)
+            attempt += 1
+
+    def _all(self, call: Call[PageOf[T]]) -> list[T]:
+        call = first_page(call)
+        items: list[T] = []
+        for _ in range(MAX_PAGES):
+            page, cursor = self._send(call)
+            items.extend(page)
+            if cursor is None:
+                return items
+            call = call.after(cursor)
+        raise too_many_pages(call)
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def health(self) -> Health:
+        """``GET /health`` (public): the server answers."""
+        return self._send(calls.health())
+
+    # -- spends ---------------------------------------------------------------------------
+    def check(
+        self,
+        *,
+        wallet: object,
+        amount: object,
+        asset: str | None = None,
+        agent: str | None = None,
+        recipient: str | None = None,
+        chain: str | None = None,
+        kind: str = "transfer",
+        **extra: object,
+    ) -> Decision:
+        """Dry run: the decision and every budget's headroom; nothing is reserved.
+        ``agent`` is needed with an admin key; a session acts for its own agent."""
+        body = calls.spend_body(agent, wallet, amount, asset, recipient, chain, kind, extra)
+        return self._send(calls.check(body))
+
+    def authorize(
+        self,
+        *,
+        wallet: object,
+        amount: object,
+        asset: str | None = None,
+        agent: str | None = None,
+        recipient: str | None = None,
+        chain: str | None = None,
+        kind: str = "transfer",
+        idempotency_key: str | None = None,
+        **extra: object,
+    ) -> AuthorizationResult:
+        """Decide and reserve. A denial is a result (``allowed`` False), not an exception.
+        Without ``idempotency_key`` one is generated, so a retry never reserves twice."""
+        body = calls.spend_body(agent, wallet, amount, asset, recipient, chain, kind, extra)
+        return self._send(calls.authorize(body, idempotency_key))
+
+    def capture(
+        self, authorization_id: str, amount: object = None, *, tx_hash: str | None = None
+    ) -> AuthorizationResult:
+        """Post the final amount (default: all of it); a same-amount retry returns it."""
+        return self._send(calls.capture(authorization_id, amount, tx_hash))
+
+    def void(
+        self, authorization_id: str, *, reason: str = "voided by caller"
+    ) -> AuthorizationResult:
+        """Release the reservation; voiding a voided authorization returns it."""
+        return self._send(calls.void(authorization_id, reason))
+
+    def get_authorization(self, authorization_id: str) -> AuthorizationResult:
+        return self._send(calls.get_authorization(authorization_id))
+
+    # -- org file, prices, freezes, reports -----------------------------------------------
+    def apply(
+        self,
+        org_file: Mapping[str, Any] | str | Path,
+        *,
+        dry_run: bool = False,
+        source: str | None = None,
+    ) -> PlanOut:
+        """Apply an org file (a mapping, or the path of a YAML file); ``dry_run`` only plans.
+        ``source`` is accepted for parity with the embedded API (the server names it)."""
+        data = load_org_path(org_file) if isinstance(org_file, (str, Path)) else org_file
+        return self._send(calls.apply(data, dry_run))
+
+    def plan(self, org_file: Mapping[str, Any] | str | Path) -> PlanOut:
+        """What applying ``org_file`` would change (a dry run of :meth:`apply`)."""
+        return self.apply(org_file, dry_run=True)
+
+    def export(self) -> dict[str, Any]:
+        """The current org in the org file format (applying it changes nothing)."""
+        return self._send(calls.export())
+
+    def spend(
+        self,
+        *,
+        by: str = "agent",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        **filters: str,
+    ) -> list[SpendRowOut]:
+        """Captured and reserved USD per group over authorizations created in [since, until)."""
+        return self._send(calls.spend(by, since, until, filters))
+
+    def get_price(self, asset: str) -> PriceOut:
+        return self._send(calls.get_price(asset))
+
+    def set_price(self, asset: str, price_usd: object) -> PriceOut:
+        """Set an asset's manual USD price (a decimal string, e.g. ``"3150.25"``)."""
+        return self._send(calls.set_price(asset, price_usd))
+
+    def freeze(self, scope: str, *, reason: str = "") -> FreezeOut:
+        """Freeze ``org``, ``department:<id>``, ``agent:<id>`` or ``wallet:<id>``."""
+        return self._send(calls.freeze(scope, reason))
+
+    def unfreeze(self, scope: str) -> FreezeOut:
+        return self._send(calls.unfreeze(scope))
+
+    def list_freezes(self) -> list[str]:
+        """The frozen scopes the caller may see."""
+        return self._all(calls.list_freezes())
+
+    # -- agents, sessions, wallets, policies, approvers -----------------------------------
+    def list_agents(self) -> list[AgentOut]:
+        return self._all(calls.list_agents())
+
+    def get_agent(self, agent_id: str) -> AgentOut:
+        return self._send(calls.get_agent(agent_id))
+
+    def decommission(self, agent_id: str) -> DecommissionOut:
+        """The agent can no longer spend; all its sessions are revoked. Idempotent."""
+        return self._send(calls.decommission(agent_id))
+
+    def create_session(
+        self, agent_id: str, *, name: str = "default", ttl_s: int | None = None
+    ) -> SessionCreated:
+        """A session token for the agent (``.token``, shown once). Never retried."""
+        return self._send(calls.create_session(agent_id, name, ttl_s))
+
+    def list_sessions(self, agent_id: str) -> list[SessionOut]:
+        return self._all(calls.list_sessions(agent_id))
+
+    def rotate_session(
+        self, agent_id: str, session_id: str, *, ttl_s: int | None = None
+    ) -> SessionCreated:
+        """A new token replacing ``session_id``; the old one fails from the next request."""
+        return self._send(calls.rotate_session(agent_id, session_id, ttl_s))
+
+    def revoke_session(self, agent_id: str, session_id: str) -> SessionOut:
+        return self._send(calls.revoke_session(agent_id, session_id))
+
+    def list_wallets(self) -> list[WalletOut]:
+        return self._all(calls.list_wallets())
+
+    def get_wallet(self, wallet_id: str) -> WalletOut:
+        return self._send(calls.get_wallet(wallet_id))
+
+    def list_policies(self, *, scope: str | None = None) -> list[PolicyOut]:
+        return self._all(calls.list_policies(scope))
+
+    def get_policy(self, policy_id: str) -> PolicyOut:
+        return self._send(calls.get_policy(policy_id))
+
+    def policy_history(self, policy_id: str) -> list[PolicyVersionOut]:
+        """Every version of a policy, oldest first."""
+        return self._send(calls.policy_history(policy_id))
+
+    def list_approvers(self) -> list[ApproverOut]:
+        return self._all(calls.list_approvers())
+
+    def add_approver(
+        self,
+        approver_id: str,
+        *,
+        name: str,
+        kind: str,
+        public_key: str,
+        groups: list[str] | tuple[str, ...] = (),
+    ) -> ApproverOut:
+        """Register an approver (``kind`` ``ed25519`` or ``evm``). Never retried."""
+        return self._send(calls.add_approver(approver_id, name, kind, public_key, list(groups)))
