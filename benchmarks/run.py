@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import inprocess
+from benchmarks import http, inprocess
 from benchmarks.common import Latency, machine
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -22,17 +23,27 @@ def _row(label: str, result: Latency, aim: str = "") -> str:
     return f"| {label} | {result.per_s:,.0f} | {result.p50_ms:.2f} | {result.p99_ms:.2f} | {aim} |"
 
 
-def render(results: dict[str, dict[str, object]], command: str, took_s: float) -> str:
-    lines = [
+def header(command: str, took_s: float) -> list[str]:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return [
         "# Benchmarks",
         "",
         f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `{command}` in {took_s:.0f} s.",
         "",
-        f"Machine: {machine()}.",
+        f"Machine: {machine()}; load average at the end of the run: {load}.",
         "",
         "Figures are the median run (by throughput) of repeated runs on a shared, noisy",
         "machine; the load generator runs on the same cores as the code under test.",
         "",
+    ]
+
+
+def render(results: dict[str, dict[str, object]], command: str, took_s: float) -> str:
+    return "\n".join(header(command, took_s) + render_inprocess(results)) + "\n"
+
+
+def render_inprocess(results: dict[str, dict[str, object]]) -> list[str]:
+    lines = [
         "## In-process `authorize`, four covering budgets (wallet, agent, department, org)",
         "",
         "Each client is a thread calling `gov.authorize(...)` for its own agent and wallet;",
@@ -56,7 +67,7 @@ def render(results: dict[str, dict[str, object]], command: str, took_s: float) -
             f"- {backend}: 64 clients x 4 tries of $7 against a $1,000 org budget: "
             f"{allowed} allowed, ${reserved} reserved (exactly 142 fit: $994)."
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main() -> None:
@@ -64,15 +75,32 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    parser.add_argument(
+        "--suite",
+        choices=("all", "inprocess", "http"),
+        default="all",
+        help="in-process authorize, HTTP against `treasurer serve`, or both (default)",
+    )
     args = parser.parse_args()
     pg = os.environ.get("TREASURER_BENCH_POSTGRES_URL", DEFAULT_PG)
     started = time.perf_counter()
-    results = inprocess.run(pg or None, args.repeats, args.quick)
+    lines: list[str] = []
+    if args.suite in ("all", "inprocess"):
+        lines += render_inprocess(inprocess.run(pg or None, args.repeats, args.quick))
+    http_results = None
+    if args.suite in ("all", "http"):
+        http_results = http.run(args.repeats, args.quick)
+        section = http.render(http_results, args.quick)
+        lines += ["", *section] if lines else section
     command = "make bench" if not args.quick else "python -m benchmarks.run --quick"
-    text = render(results, command, time.perf_counter() - started)
+    if args.suite != "all":
+        command += f" --suite {args.suite}"
+    text = "\n".join(header(command, time.perf_counter() - started) + lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(text)
+    if http_results is not None and not http_results.overspend_ok:
+        sys.exit("HTTP overspend check failed: see the report")
 
 
 if __name__ == "__main__":

@@ -105,12 +105,17 @@ class GovernanceMachine(RuleBasedStateMachine):
         return [a for a in self.auths.values() if a.state in states]
 
     def _sums(self, policy: str, day: date) -> tuple[int, int, int, int]:
-        """Captured cents, reserved cents, captured count, pending count of ``policy`` on ``day``."""
+        """Captured and reserved cents, captured and pending counts of ``policy`` on ``day``."""
         only = BUDGETS[policy][0]
         mine = [a for a in self.auths.values() if a.day == day and only in (None, a.agent)]
         captured = [a.captured for a in mine if a.state == "captured"]
         pending = [a.cents for a in mine if a.state == "pending"]
         return sum(captured), sum(pending), len(captured), len(pending)
+
+    def _draw_any(self, data: st.DataObject) -> ModelAuth:
+        """A known authorization; each state present is equally likely, so rare ones show up."""
+        state = data.draw(st.sampled_from(sorted({a.state for a in self.auths.values()})))
+        return data.draw(st.sampled_from(self._in(state)))
 
     # -- rules ------------------------------------------------------------------------------
     # Hypothesis tries rules with fewer arguments first (and favours the first when shrinking or
@@ -166,7 +171,7 @@ class GovernanceMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def capture_any(self, data: st.DataObject) -> None:
         """Retries of captures and captures of final or denied authorizations."""
-        auth = data.draw(st.sampled_from(list(self.auths.values())))
+        auth = self._draw_any(data)
         final = st.none() | st.integers(1, auth.cents) | st.just(auth.captured or auth.cents)
         self._capture(auth, data.draw(final))
 
@@ -191,7 +196,7 @@ class GovernanceMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.auths))
     @rule(data=st.data())
     def void(self, data: st.DataObject) -> None:
-        auth = data.draw(st.sampled_from(list(self.auths.values())))
+        auth = self._draw_any(data)
         if auth.state in ("pending", "voided"):  # a void of a voided one returns it again
             assert self.gov.void(auth.id).state.value == "voided"
             auth.state = "voided"
@@ -204,13 +209,28 @@ class GovernanceMachine(RuleBasedStateMachine):
         """Move the clock; then maybe run the expiry sweep (else capture meets the expiry)."""
         self.clock.advance(seconds=seconds)
         if sweep:
-            stale = [a for a in self._in("pending") if self.clock.now() >= a.expires]
-            assert self.gov.expire_stale() == len(stale)
-            for auth in stale:
-                auth.state = "expired"
+            self._sweep()
+
+    def _sweep(self) -> None:
+        stale = [a for a in self._in("pending") if self.clock.now() >= a.expires]
+        assert self.gov.expire_stale() == len(stale)
+        for auth in stale:
+            auth.state = "expired"
+
+    @precondition(lambda self: bool(self._in("pending")))
+    @rule(data=st.data())
+    def reach_expiry(self, data: st.DataObject) -> None:
+        """Jump to a pending authorization's exact expiry (or 1 s before); sweep or capture."""
+        auth = data.draw(st.sampled_from(self._in("pending")))
+        target = auth.expires - timedelta(seconds=data.draw(st.sampled_from([0, 1])))
+        self.clock.set(max(target, self.clock.now()))
+        if data.draw(st.booleans()):
+            self._sweep()
+        else:
+            self._capture(auth, None)
 
     @precondition(lambda self: len([a for a in self.auths.values() if a.day == self._today()]) > 2)
-    @rule(before_s=st.sampled_from([0, 0, 1, 60]))
+    @rule(before_s=st.sampled_from([0, 1, 600]))
     def cross_midnight(self, before_s: int) -> None:
         """Once the day is busy, go to the next New York midnight or just before it."""
         tomorrow = self._today() + timedelta(days=1)

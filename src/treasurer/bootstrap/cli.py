@@ -19,6 +19,7 @@ from treasurer import connect
 from treasurer.adapters.sql.credential_store import SqlCredentialStore
 from treasurer.adapters.yaml_files import dump_org_file, load_org_file, load_org_text
 from treasurer.bootstrap import EmbeddedGovernance, build_app, open_governance
+from treasurer.domain.errors import NotFound
 from treasurer.interfaces.cli.app import Wiring, build_cli
 from treasurer.service.auth_admin import CredentialAdmin
 from treasurer.service.credentials import create_admin_key
@@ -124,11 +125,22 @@ def local_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
+def _open_local(settings: Settings) -> EmbeddedGovernance:
+    """The embedded backend of the data directory; a clear error before ``init``."""
+    if settings.database_url is None and not (settings.data_dir / "treasurer.db").exists():
+        raise NotFound(
+            f"no Treasurer data directory at {settings.data_dir.resolve()}; "
+            "run `treasurer init` first (or set TREASURER_DATA_DIR / TREASURER_DATABASE_URL)",
+            code="not_initialized",
+        )
+    return open_governance(settings.effective_database_url)
+
+
 def main() -> None:
     """Console entry point."""
     settings = Settings.from_env()
     wiring = Wiring(
-        open_backend=lambda: open_governance(settings.effective_database_url, migrate=False),
+        open_backend=lambda: _open_local(settings),
         load_org_file=load_org_file,
         dump_org_file=dump_org_file,
         init=lambda demo: initialize(settings, demo=demo),

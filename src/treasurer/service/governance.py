@@ -16,7 +16,13 @@ from treasurer.domain.authorization import Authorization, AuthState
 from treasurer.domain.budgets import BudgetClaim
 from treasurer.domain.config import OrgConfig
 from treasurer.domain.decision import decide
-from treasurer.domain.errors import IdempotencyConflict, InvalidRequest, InvalidState, NotFound
+from treasurer.domain.errors import (
+    IdempotencyConflict,
+    InvalidRequest,
+    InvalidState,
+    NotFound,
+    StoreUnavailable,
+)
 from treasurer.domain.facts import Facts, PriceQuote
 from treasurer.domain.money import parse_amount
 from treasurer.domain.org import ScopeKind
@@ -175,7 +181,14 @@ class GovernanceCore:
                     return self._replay(outcome.authorization, resolved)
                 return AuthorizationResult(outcome.authorization, auth.decision)
             decision = self._explained(facts, decision)  # lost a race: real numbers now
-        return self._deny(config, resolved, decision, idempotency_key, actor)
+        if not decision.allowed:
+            return self._deny(config, resolved, decision, idempotency_key, actor)
+        # Every attempt lost a race yet the budgets still seem to have room: nothing was
+        # recorded, so the caller may simply retry.
+        raise StoreUnavailable(
+            "the budgets of this spend changed concurrently on every attempt; retry",
+            code="budget_contention",
+        )
 
     def _replay(self, first: Authorization, resolved: Resolved) -> AuthorizationResult:
         if first.request_hash != resolved.fingerprint:
@@ -194,6 +207,7 @@ class GovernanceCore:
         idempotency_key: str | None,
         actor: str | None,
     ) -> AuthorizationResult:
+        assert not decision.allowed, "only denials are recorded without a reservation"
         auth = self._new_authorization(config, resolved, decision, idempotency_key)
         outcome = self.store.record_denial(
             auth, self._audit("authorization.denied", auth, actor), self.clock.now()

@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from treasurer.domain.errors import OrgFileInvalid
 
@@ -204,7 +204,10 @@ def _money_hint(value: float) -> str:
     if not math.isfinite(value):
         return '"800.00"'
     exact = Decimal(repr(value))
-    cents = exact.quantize(Decimal("0.01"))
+    try:
+        cents = exact.quantize(Decimal("0.01"))
+    except InvalidOperation:  # too many digits to show in cents: just show it written out
+        return f'"{format(exact, "f")}"'
     return f'"{cents if cents == exact else format(exact, "f")}"'
 
 

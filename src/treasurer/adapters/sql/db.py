@@ -135,6 +135,8 @@ class PostgresDatabase:
                 with conn.transaction():
                     return work(_PgTx(conn))
         except psycopg.OperationalError as exc:
+            if is_retryable(exc):  # deadlock or serialization failure: the caller retries
+                raise
             raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
 
     def is_unique_violation(self, exc: BaseException) -> bool:

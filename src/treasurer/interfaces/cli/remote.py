@@ -123,6 +123,7 @@ def hint(error: TreasurerError, wiring: Wiring, target: Target) -> str | None:
         "policies list against a server)",
         "agent_decommissioned": "a decommissioned agent cannot get sessions; register a new agent",
         "session_not_active": "create a new session: treasurer sessions create <agent>",
+        "not_initialized": "run: treasurer init   (add --demo for a demo organization)",
     }
     return hints.get(error.code)
 
@@ -133,6 +134,13 @@ def run(wiring: Wiring, target: Target, action: Callable[[], int]) -> NoReturn:
         code = action()
     except TreasurerError as error:
         code = output.fail(error, hint(error, wiring, target))
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # never a traceback: say what failed and exit 70
+        code = output.fail(
+            TreasurerError(f"unexpected {type(exc).__name__}: {exc}"),
+            "this is a bug in Treasurer; please report it with the command you ran",
+        )
     raise typer.Exit(code)
 
 

@@ -144,6 +144,9 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
         return problem(404, "not_found", "no such route; see /docs for the API")
+    if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+        # FastAPI's own message for a body it cannot decode (e.g. not UTF-8).
+        return problem(400, "malformed_json", "the request body is not valid UTF-8 JSON")
     if exc.status_code == 405:
         return problem(405, "method_not_allowed", "this route does not accept that method")
     code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
@@ -174,5 +177,6 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-#: Every authenticated route may answer these.
-COMMON = responses(401, 403, 422, 429, 500, 503)
+#: Every authenticated route may answer these (400 for a malformed body or query, 404 for an
+#: id that does not exist or is not visible to the caller).
+COMMON = responses(400, 401, 403, 404, 422, 429, 500, 503)
