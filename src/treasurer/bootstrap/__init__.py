@@ -74,9 +74,11 @@ def build_app(
     so the audit events of both land in one table. FastAPI is imported here, not at module
     import, so the CLI and ``treasurer.open`` do not pay for it.
     """
-    from treasurer.interfaces.http import create_app  # noqa: PLC0415
+    from treasurer.interfaces.http import HttpSettings, create_app  # noqa: PLC0415
 
     store = SqlStore(database_url)
     store.migrate()
     governance = EmbeddedGovernance(store, clock or SystemClock())
+    if settings is None:
+        settings = HttpSettings(inline_auth=store.dialect == "sqlite")
     return create_app(governance, SqlCredentialStore(store.db), settings=settings)

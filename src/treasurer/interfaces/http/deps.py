@@ -6,7 +6,7 @@ the permission of every route is visible in its signature and checked before its
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
@@ -40,13 +40,13 @@ class HttpContext:
         return self.governance.cache.get()
 
 
-def context(request: Request) -> HttpContext:
+async def context(request: Request) -> HttpContext:
     ctx = request.app.state.treasurer
     assert isinstance(ctx, HttpContext)
     return ctx
 
 
-def caller(request: Request) -> Principal:
+async def caller(request: Request) -> Principal:
     """The principal the authentication middleware attached; auditors stay read-only."""
     principal = request.scope.get("state", {}).get(PRINCIPAL_KEY)
     if not isinstance(principal, Principal):
@@ -55,10 +55,10 @@ def caller(request: Request) -> Principal:
     return principal
 
 
-def needs(*permissions: Permission) -> Callable[[Principal], Principal]:
+def needs(*permissions: Permission) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency passing callers that hold any of ``permissions``."""
 
-    def check(principal: Annotated[Principal, Depends(caller)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(caller)]) -> Principal:
         require(principal, *permissions)
         return principal
 
@@ -82,7 +82,7 @@ class Paging:
     after: str | None
 
 
-def paging(
+async def paging(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_LIMIT)] = DEFAULT_PAGE_LIMIT,
     after: Annotated[
         str | None, Query(max_length=200, description="the previous page's next")

@@ -41,11 +41,13 @@ class Authenticate:
         authenticate: Callable[[str | None, str], Principal],
         public_paths: frozenset[str],
         source: Callable[[Scope], str] = client_source,
+        inline: bool = False,
     ) -> None:
         self.app = app
         self._authenticate = authenticate
         self._public = public_paths
         self._source = source
+        self._inline = inline
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self._public:
@@ -53,10 +55,14 @@ class Authenticate:
             return
         header = Headers(scope=scope).get("authorization")
         try:
-            # The store is synchronous; keep it off the event loop.
-            principal = await anyio.to_thread.run_sync(
-                self._authenticate, header, self._source(scope)
-            )
+            if self._inline:
+                # A local SQLite read of one row (microseconds): cheaper than a thread hop.
+                principal = self._authenticate(header, self._source(scope))
+            else:
+                # A network round trip (PostgreSQL): keep it off the event loop.
+                principal = await anyio.to_thread.run_sync(
+                    self._authenticate, header, self._source(scope)
+                )
         except TreasurerError as exc:
             await error_problem(exc)(scope, receive, send)
             return
