@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help run test check lint typecheck contracts unit fmt bench clean
@@ -15,6 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
 
 run: $(STAMP) ## Initialise ./.treasurer (demo org on first run) and start the server
 	$(BIN)/treasurer init --demo
@@ -34,7 +39,7 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP) ## Run the test suite only
+unit: $(STAMP) $(NODE_STAMP) ## Run the test suite only (anvil comes from npm)
 	$(BIN)/pytest
 
 fmt: $(STAMP) ## Format and autofix
