@@ -196,7 +196,10 @@ class GovernanceMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.auths))
     @rule(data=st.data())
     def void(self, data: st.DataObject) -> None:
-        auth = self._draw_any(data)
+        """Void a pending authorization half the time, else one in any state."""
+        pending = self._in("pending")
+        use_pending = bool(pending) and data.draw(st.booleans())
+        auth = data.draw(st.sampled_from(pending)) if use_pending else self._draw_any(data)
         if auth.state in ("pending", "voided"):  # a void of a voided one returns it again
             assert self.gov.void(auth.id).state.value == "voided"
             auth.state = "voided"
