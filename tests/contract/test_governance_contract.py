@@ -351,3 +351,18 @@ def test_shadow_budget_measures_recorded_spend(database_url: str, clock: FakeClo
         assert "$600.00 of its $500.00 daily budget" in shadow[0]["reasons"][0]["message"]
         calm = gov.check(agent="agent_b", wallet="w3", amount="200.00", asset="USDC")
         assert calm.shadow == ()  # the shadow policy is agent_a's only
+
+
+def test_allowed_authorization_reports_real_headroom(gov: EmbeddedGovernance) -> None:
+    """The headroom of an allowed authorization counts what was already spent or reserved."""
+    _pay(gov, "w1", "300.00")
+    held = gov.authorize(agent="agent_a", wallet="w2", amount="200.00", asset="USDC")
+    result = gov.authorize(agent="agent_a", wallet="w1", amount="100.00", asset="USDC")
+    budgets = {b["scope"]: b for b in result.decision["budgets"]}  # type: ignore[union-attr]
+    agent = budgets["agent:agent_a"]
+    assert (agent["used_usd"], agent["requested_usd"], agent["remaining_usd"]) == (
+        "500.00",
+        "100.00",
+        "400.00",
+    )
+    assert agent["used_count"] == 2 and held.allowed

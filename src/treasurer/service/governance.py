@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from treasurer.domain.authorization import Authorization, AuthState
-from treasurer.domain.budgets import BudgetClaim
+from treasurer.domain.budgets import BudgetBalance, BudgetClaim
 from treasurer.domain.config import OrgConfig
 from treasurer.domain.decision import decide
 from treasurer.domain.errors import (
@@ -27,6 +27,7 @@ from treasurer.domain.facts import Facts, PriceQuote
 from treasurer.domain.money import parse_amount
 from treasurer.domain.org import ScopeKind
 from treasurer.domain.outcome import Decision, Tier
+from treasurer.domain.windows import rolling_cutoff
 from treasurer.service.config_cache import ConfigCache
 from treasurer.service.ports import AuditRecord, Clock, Store, UsageQuery
 from treasurer.service.requests import Resolved, SpendInput, request_dict, resolve
@@ -112,10 +113,25 @@ class GovernanceCore:
         keys = [claim.key for claim in decision.claims]
         detailed = replace(
             facts,
-            balances={**facts.balances, **self.store.balances(keys)},
+            balances={**facts.balances, **self._balances(facts, decision)},
             spent_by_wallet=self.store.spent_by_wallet(keys),
         )
         return decide(detailed)
+
+    def _with_balances(self, facts: Facts, decision: Decision) -> tuple[Facts, Decision]:
+        """Decide again with a snapshot of the balances the spend would claim."""
+        if not decision.claims:
+            return facts, decision
+        facts = replace(facts, balances={**facts.balances, **self._balances(facts, decision)})
+        return facts, decide(facts)
+
+    def _balances(self, facts: Facts, decision: Decision) -> dict[str, BudgetBalance]:
+        cutoffs = {
+            claim.key: rolling_cutoff(claim.window, facts.now)
+            for claim in decision.claims
+            if claim.is_rolling
+        }
+        return self.store.balances([claim.key for claim in decision.claims], cutoffs)
 
     def _decide(self, config: OrgConfig, facts: Facts) -> tuple[Facts, Decision]:
         """Decide; when shadow budgets are in force, measure their recorded usage first.
@@ -168,10 +184,15 @@ class GovernanceCore:
                 return self._replay(first, resolved)
         facts, decision = self._decide(config, self._facts(config, resolved, self._price(resolved)))
         for _attempt in range(MAX_RESERVE_ATTEMPTS):
+            # The balances as of this decision: they explain it (headroom, reasons) and let a
+            # spend that cannot fit be denied without a write. The conditional reservation
+            # below is still what guarantees the limit.
+            facts, decision = self._with_balances(facts, decision)
             if not decision.allowed:
                 decision = self._explained(facts, decision)
                 if not decision.allowed:
                     return self._deny(config, resolved, decision, idempotency_key, actor)
+                continue
             auth = self._new_authorization(config, resolved, decision, idempotency_key)
             outcome = self.store.reserve(
                 auth, decision.claims, self._audit("authorization.created", auth, actor), facts.now

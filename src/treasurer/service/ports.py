@@ -6,7 +6,7 @@ may pass fakes. Nothing in ``service`` imports a concrete adapter.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -124,7 +124,12 @@ class Store(Protocol):
     def price(self, asset_id: str) -> PriceQuote | None: ...
 
     # -- budgets and authorizations -------------------------------------------------------
-    def balances(self, keys: Sequence[str]) -> dict[str, BudgetBalance]: ...
+    def balances(
+        self, keys: Sequence[str], rolling_cutoffs: Mapping[str, int] | None = None
+    ) -> dict[str, BudgetBalance]:
+        """Balance rows by key; ``rolling_cutoffs`` (key → first bucket still in the window)
+        leaves out rolling spend that has expired."""
+        ...
 
     def spent_by_wallet(self, keys: Sequence[str]) -> dict[str, tuple[tuple[str, int], ...]]: ...
 

@@ -14,7 +14,7 @@ release guard on the authorization's state, so each happens exactly once under r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -308,7 +308,11 @@ def release(tx: Tx, authorization_id: str, new_state: str, now: datetime) -> Aut
     return get_authorization(tx, authorization_id)
 
 
-def balances(tx: Tx, keys: Sequence[str]) -> dict[str, BudgetBalance]:
+def balances(
+    tx: Tx, keys: Sequence[str], rolling_cutoffs: Mapping[str, int] | None = None
+) -> dict[str, BudgetBalance]:
+    """Balance rows; for rolling keys, without the buckets that have left the window (they
+    are dropped from the row only by the next reservation)."""
     if not keys:
         return {}
     params = {f"k{i}": key for i, key in enumerate(keys)}
@@ -318,7 +322,24 @@ def balances(tx: Tx, keys: Sequence[str]) -> dict[str, BudgetBalance]:
         f"WHERE key IN ({placeholders})",
         params,
     )
-    return {r[0]: BudgetBalance(int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows}
+    out = {r[0]: BudgetBalance(int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows}
+    for key, cutoff in (rolling_cutoffs or {}).items():
+        if key not in out:
+            continue
+        row = tx.one(
+            "SELECT COALESCE(SUM(amount), 0), COALESCE(SUM(count), 0) FROM budget_buckets "
+            "WHERE key = :k AND bucket < :c",
+            {"k": key, "c": cutoff},
+        )
+        assert row is not None
+        old = out[key]
+        out[key] = BudgetBalance(
+            old.posted_micros - int(row[0]),
+            old.pending_micros,
+            old.posted_count - int(row[1]),
+            old.pending_count,
+        )
+    return out
 
 
 def spent_by_wallet(tx: Tx, keys: Sequence[str]) -> dict[str, tuple[tuple[str, int], ...]]:

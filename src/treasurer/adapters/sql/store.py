@@ -6,7 +6,7 @@ PostgreSQL error (deadlock, serialization failure) are retried a bounded number 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -132,8 +132,10 @@ class SqlStore:
         return self._run(lambda tx: config.policy_history(tx, policy_id), write=False)
 
     # -- budgets and authorizations -------------------------------------------------------
-    def balances(self, keys: Sequence[str]) -> dict[str, BudgetBalance]:
-        return self._run(lambda tx: budgets.balances(tx, keys), write=False)
+    def balances(
+        self, keys: Sequence[str], rolling_cutoffs: Mapping[str, int] | None = None
+    ) -> dict[str, BudgetBalance]:
+        return self._run(lambda tx: budgets.balances(tx, keys, rolling_cutoffs), write=False)
 
     def spent_by_wallet(self, keys: Sequence[str]) -> dict[str, tuple[tuple[str, int], ...]]:
         return self._run(lambda tx: budgets.spent_by_wallet(tx, keys), write=False)
