@@ -18,8 +18,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import psycopg.errors
-
 from treasurer.adapters.sql.codec import AUTH_COLUMNS, auth_from_row, auth_params, dumps, to_us
 from treasurer.adapters.sql.config_store import INSERT_AUDIT, audit_params
 from treasurer.adapters.sql.db import Row, Tx
@@ -183,9 +181,10 @@ def _reserve_server_side(
                 "claims": dumps(claim_params),
             },
         )
-    except psycopg.errors.RaiseException as exc:
-        if exc.diag.message_primary == "treasurer_claim_rejected":
-            raise ClaimRejected(exc.diag.message_detail or "") from None
+    except Exception as exc:  # psycopg's RaiseException; psycopg is not imported for SQLite
+        diag = getattr(exc, "diag", None)
+        if diag is not None and diag.message_primary == "treasurer_claim_rejected":
+            raise ClaimRejected(diag.message_detail or "") from None
         raise
     assert row is not None
     return [tuple(values) for values in row[0]]

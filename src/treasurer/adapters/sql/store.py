@@ -14,7 +14,7 @@ from treasurer.adapters.sql import budget_store as budgets
 from treasurer.adapters.sql import config_store as config
 from treasurer.adapters.sql.codec import from_us, loads, to_us
 from treasurer.adapters.sql.db import MAX_TX_ATTEMPTS, Database, Tx, is_retryable, open_database
-from treasurer.adapters.sql.migrate import migrate
+from treasurer.adapters.sql.migrations import latest_revision
 from treasurer.domain.authorization import RESERVING_STATES, Authorization, AuthorizationLine
 from treasurer.domain.budgets import BudgetBalance, BudgetClaim
 from treasurer.domain.config import OrgConfig
@@ -65,7 +65,24 @@ class SqlStore:
         raise StoreUnavailable("transaction kept failing with retryable errors")
 
     def migrate(self) -> None:
+        """Apply pending migrations; a current schema is checked with one query (alembic
+        and SQLAlchemy are imported only when there is something to apply)."""
+        if self.schema_revision() >= latest_revision():
+            return
+        from treasurer.adapters.sql.migrate import migrate  # noqa: PLC0415
+
         migrate(self.url)
+
+    def schema_revision(self) -> int:
+        try:
+            row = self._run(
+                lambda tx: tx.one("SELECT max(revision) FROM schema_version"),
+                write=False,
+                atomic=False,
+            )
+        except Exception:  # no schema_version table yet: nothing applied
+            return 0
+        return int(row[0]) if row and row[0] is not None else 0
 
     def close(self) -> None:
         self.db.close()
