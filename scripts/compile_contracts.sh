@@ -19,7 +19,7 @@ EVM_VERSION="${EVM_VERSION:-shanghai}"
 OPTIMIZER_RUNS=200
 
 if [ ! -x "$SOLCJS" ]; then
-  echo "solcjs is missing: run 'npm ci' in $ROOT" >&2
+  echo "solcjs is missing: run 'npm install' in $ROOT" >&2
   exit 1
 fi
 

@@ -4,7 +4,7 @@
 ``@foundry-rs/anvil``) on a free loopback port with a fixed chain id and mnemonic, waits until it
 answers ``eth_chainId`` (bounded), and always stops it: SIGTERM through its ``Popen`` handle,
 then SIGKILL to its own process group if it lingers (the npm launcher runs anvil as a child).
-When the binary is missing the tests skip locally with a hint to run ``npm ci``, and fail in CI.
+When the binary is missing the tests skip locally with a hint to run ``npm install`` (or ``make test``), and fail in CI.
 
 :class:`KeySigner` implements the ``Signer`` port over an ``eth_account`` key, so chain tests do
 not depend on the vault.
@@ -122,7 +122,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def _require_binary() -> None:
     if ANVIL.exists():
         return
-    message = f"anvil is missing ({ANVIL}); run `npm ci` in {ROOT}"
+    message = f"anvil is missing ({ANVIL}); run `npm install` in {ROOT}"
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)

@@ -120,7 +120,7 @@ def reserve(
     if dialect == "postgresql":
         rows = _reserve_server_side(tx, auth, ordered, audit, now, claim_params)
     else:
-        statements = _insert_statements(auth, ordered, audit, now, dialect)
+        statements = _one_lines_insert(_insert_statements(auth, ordered, audit, now, dialect))
         first_claim = len(statements)
         statements.extend(
             (_RESERVE_SQL[(c.limit_micros is not None, c.max_count is not None)], params)
@@ -213,6 +213,20 @@ def _insert_statements(
         )
     statements.append((INSERT_AUDIT, audit_params(audit, now)))
     return statements
+
+
+def _one_lines_insert(
+    statements: list[tuple[str, dict[str, Any]]],
+) -> list[tuple[str, dict[str, Any]]]:
+    """The line inserts folded into one multi-row INSERT (one statement instead of four)."""
+    lines = [params for sql, params in statements if sql is INSERT_LINE]
+    if len(lines) < 2:
+        return statements
+    values = ", ".join(f"(:a{i}, :k{i}, :x{i}, :r{i}, :b{i})" for i in range(len(lines)))
+    merged = {f"{name}{i}": value for i, p in enumerate(lines) for name, value in p.items()}
+    head, _, _ = INSERT_LINE.partition(" VALUES ")
+    rest = [(sql, params) for sql, params in statements if sql is not INSERT_LINE]
+    return [rest[0], (f"{head} VALUES {values}", merged), *rest[1:]]
 
 
 def insert_authorization(

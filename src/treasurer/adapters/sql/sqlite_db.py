@@ -129,14 +129,23 @@ class SqliteDatabase:
                 job.error, job.done = exc, True
             return
         tx = _SqliteTx(conn)
-        for job in group:
-            conn.execute("SAVEPOINT job")
+        if len(group) == 1:  # alone: a failure rolls back the transaction, no savepoint needed
+            job = group[0]
             try:
                 job.result = job.work(tx)
-            except BaseException as exc:  # isolated: only this job's writes are undone
-                conn.execute("ROLLBACK TO job")
-                job.error = exc
-            conn.execute("RELEASE job")
+            except BaseException as exc:
+                conn.execute("ROLLBACK")
+                job.error, job.done = exc, True
+                return
+        else:
+            for job in group:
+                conn.execute("SAVEPOINT job")
+                try:
+                    job.result = job.work(tx)
+                except BaseException as exc:  # isolated: only this job's writes are undone
+                    conn.execute("ROLLBACK TO job")
+                    job.error = exc
+                conn.execute("RELEASE job")
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
