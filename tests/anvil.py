@@ -4,7 +4,8 @@
 ``@foundry-rs/anvil``) on a free loopback port with a fixed chain id and mnemonic, waits until it
 answers ``eth_chainId`` (bounded), and always stops it: SIGTERM through its ``Popen`` handle,
 then SIGKILL to its own process group if it lingers (the npm launcher runs anvil as a child).
-When the binary is missing the tests skip locally with a hint to run ``npm install`` (or ``make test``), and fail in CI.
+When the binary is missing the tests skip locally with a hint to run ``npm install``, and
+fail in CI.
 
 :class:`KeySigner` implements the ``Signer`` port over an ``eth_account`` key, so chain tests do
 not depend on the vault.
