@@ -17,6 +17,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8420
     expiry_sweep_interval_s: float = 5.0
+    #: HTTP worker processes; more than one uses more cores (each with its own writer).
+    workers: int = 1
 
     @property
     def effective_database_url(self) -> str:
@@ -33,4 +35,5 @@ class Settings:
             database_url=source.get("TREASURER_DATABASE_URL") or None,
             host=source.get("TREASURER_HOST", "127.0.0.1"),
             port=int(source.get("TREASURER_PORT", "8420")),
+            workers=max(1, int(source.get("TREASURER_WORKERS", "1"))),
         )

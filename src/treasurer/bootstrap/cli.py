@@ -14,6 +14,7 @@ import os
 import threading
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from treasurer import connect
 from treasurer.adapters.sql.credential_store import SqlCredentialStore
@@ -24,6 +25,9 @@ from treasurer.interfaces.cli.app import Wiring, build_cli
 from treasurer.service.auth_admin import CredentialAdmin
 from treasurer.service.credentials import create_admin_key
 from treasurer.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 ADMIN_KEY_FILE = "admin.key"
 DEMO_SESSIONS_FILE = "demo-sessions.json"
@@ -96,11 +100,14 @@ def _sweep_forever(gov: EmbeddedGovernance, interval_s: float, stop: threading.E
 
 
 def serve(settings: Settings) -> None:
-    """Run the HTTP API on ``settings.host:settings.port`` until interrupted."""
+    """Run the HTTP API on ``settings.host:settings.port`` until interrupted.
+
+    With ``TREASURER_WORKERS`` > 1, uvicorn runs that many worker processes, each building
+    its own app (:func:`worker_app`); this process then only sweeps expired authorizations.
+    """
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
-    app = build_app(settings.effective_database_url)
-    governance = app.state.treasurer.governance
+    governance = open_governance(settings.effective_database_url)  # migrates once, here
     stop = threading.Event()
     sweeper = threading.Thread(
         target=_sweep_forever,
@@ -109,14 +116,32 @@ def serve(settings: Settings) -> None:
         daemon=True,
     )
     sweeper.start()
-    print(f"Treasurer listening on http://{settings.host}:{settings.port}", flush=True)
+    workers = f" ({settings.workers} workers)" if settings.workers > 1 else ""
+    print(f"Treasurer listening on http://{settings.host}:{settings.port}{workers}", flush=True)
+    options: dict[str, object] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "warning",
+        "access_log": False,
+    }
     try:
-        uvicorn.run(
-            app, host=settings.host, port=settings.port, log_level="warning", access_log=False
-        )
+        if settings.workers > 1:
+            uvicorn.run(
+                "treasurer.bootstrap.cli:worker_app",
+                factory=True,
+                workers=settings.workers,
+                **options,  # type: ignore[arg-type]
+            )
+        else:
+            uvicorn.run(build_app(settings.effective_database_url), **options)  # type: ignore[arg-type]
     finally:
         stop.set()
         governance.close()
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process (settings from the environment, like the parent's)."""
+    return build_app(Settings.from_env().effective_database_url)
 
 
 def local_url(settings: Settings) -> str:
