@@ -406,11 +406,15 @@ def render(results: HttpResults, quick: bool = False) -> list[str]:
     startup = results.median("startup_s")
     idle = results.median("idle_mib")
     server_cpu_16 = results.cpu_ms(16)[0]
+    if server_cpu_16 > 0:  # zero when workers run in child processes (not measured)
+        lines += [
+            "",
+            f"At {server_cpu_16:.2f} ms of server CPU per decision (16 clients), one server "
+            "process",
+            f"cannot exceed about {1000 / server_cpu_16:,.0f} decisions/s per core of Python time,",
+            "whatever the load generator does.",
+        ]
     lines += [
-        "",
-        f"At {server_cpu_16:.2f} ms of server CPU per decision (16 clients), one server process",
-        f"cannot exceed about {1000 / server_cpu_16:,.0f} decisions/s per core of Python time,",
-        "whatever the load generator does.",
         "",
         "| figure | measured (median, min to max) | aim | verdict |",
         "|---|---:|---|---|",
