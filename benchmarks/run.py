@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import http, inprocess
+from benchmarks import http, inprocess, vault
 from benchmarks.common import Latency, machine
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -77,9 +77,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
     parser.add_argument(
         "--suite",
-        choices=("all", "inprocess", "http"),
+        choices=("all", "inprocess", "http", "vault"),
         default="all",
-        help="in-process authorize, HTTP against `treasurer serve`, or both (default)",
+        help="in-process authorize, HTTP against `treasurer serve`, the key vault, or all",
     )
     args = parser.parse_args()
     pg = os.environ.get("TREASURER_BENCH_POSTGRES_URL", DEFAULT_PG)
@@ -91,6 +91,9 @@ def main() -> None:
     if args.suite in ("all", "http"):
         http_results = http.run(args.repeats, args.quick)
         section = http.render(http_results, args.quick)
+        lines += ["", *section] if lines else section
+    if args.suite in ("all", "vault"):
+        section = vault.render(vault.run(quick=args.quick))
         lines += ["", *section] if lines else section
     command = "make bench" if not args.quick else "python -m benchmarks.run --quick"
     if args.suite != "all":
