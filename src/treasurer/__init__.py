@@ -34,10 +34,8 @@ from treasurer.domain.errors import (
 )
 
 if TYPE_CHECKING:
-    import httpx
-
     from treasurer.bootstrap import EmbeddedGovernance
-    from treasurer.sdk import AsyncClient, Client
+    from treasurer.sdk import connect, connect_async
     from treasurer.service.ports import Clock
 
 __version__ = "0.1.0"
@@ -55,53 +53,14 @@ def open(
     return open_governance(database_url, clock=clock, migrate=migrate)
 
 
-def connect(
-    url: str,
-    token: str,
-    *,
-    timeout_s: float = 10.0,
-    retries: int = 2,
-    backoff_s: float = 0.25,
-    http: httpx.Client | None = None,
-    transport: httpx.BaseTransport | None = None,
-) -> Client:
-    """The remote client for the server at ``url`` (see :mod:`treasurer.sdk`). Lazy, like
-    :func:`open`, so ``import treasurer`` does not load httpx."""
-    from treasurer.sdk import connect as connect_  # noqa: PLC0415
+def __getattr__(name: str) -> object:
+    """``connect`` and ``connect_async`` load the remote client (and httpx) on first use, so
+    ``import treasurer`` stays light for code that only needs the errors."""
+    if name in ("connect", "connect_async"):
+        from treasurer import sdk  # noqa: PLC0415
 
-    return connect_(
-        url,
-        token,
-        timeout_s=timeout_s,
-        retries=retries,
-        backoff_s=backoff_s,
-        http=http,
-        transport=transport,
-    )
-
-
-def connect_async(
-    url: str,
-    token: str,
-    *,
-    timeout_s: float = 10.0,
-    retries: int = 2,
-    backoff_s: float = 0.25,
-    http: httpx.AsyncClient | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> AsyncClient:
-    """The asynchronous remote client (see :mod:`treasurer.sdk`)."""
-    from treasurer.sdk import connect_async as connect_async_  # noqa: PLC0415
-
-    return connect_async_(
-        url,
-        token,
-        timeout_s=timeout_s,
-        retries=retries,
-        backoff_s=backoff_s,
-        http=http,
-        transport=transport,
-    )
+        return getattr(sdk, name)
+    raise AttributeError(f"module 'treasurer' has no attribute {name!r}")
 
 
 __all__ = [

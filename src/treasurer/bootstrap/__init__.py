@@ -12,9 +12,13 @@ from typing import TYPE_CHECKING
 
 from treasurer.adapters.clock import SystemClock
 from treasurer.adapters.sql.credential_store import SqlCredentialStore
+from treasurer.adapters.sql.payment_store import SqlPaymentStore
 from treasurer.adapters.sql.store import SqlStore
 from treasurer.adapters.yaml_files import load_org_file
 from treasurer.service.admin import ApplyResult, Governance
+from treasurer.service.chain_ports import Chain, Vault
+from treasurer.service.chain_registry import ChainRegistry
+from treasurer.service.payments import PaymentService
 from treasurer.service.ports import Clock
 
 if TYPE_CHECKING:
@@ -63,6 +67,19 @@ def open_governance(
     if migrate:
         store.migrate()
     return EmbeddedGovernance(store, clock or SystemClock())
+
+
+def open_payments(
+    governance: EmbeddedGovernance, chains: Mapping[str, Chain], vault: Vault
+) -> PaymentService:
+    """The custodial payment pipeline over ``governance``'s database.
+
+    ``chains`` maps network names to chain adapters the caller built (``{"evm-local":
+    LocalEvm().chain}``); payments share the governance store's database, so budgets, payments
+    and the notification outbox live side by side.
+    """
+    payments = SqlPaymentStore(governance.sql.db)
+    return PaymentService(governance, payments, ChainRegistry(chains), vault)
 
 
 def build_app(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
-from treasurer.domain.budgets import BudgetClaim, claim_key, window_code
+from treasurer.domain.budgets import BudgetClaim, claim_key
 from treasurer.domain.facts import Facts, SpendKind, normalize_address
 from treasurer.domain.money import MAX_UINT256, format_usd, parse_amount
 from treasurer.domain.outcome import ApprovalRequirement, Reason, RuleResult, Tier
@@ -31,7 +31,7 @@ from treasurer.domain.policies import (
     TokenApprovalsParams,
     schedule_day_name,
 )
-from treasurer.domain.windows import Window, WindowKind, period_of
+from treasurer.domain.windows import Window, period_of
 
 Evaluator = Callable[[Policy, Facts, int], RuleResult]
 
@@ -376,5 +376,3 @@ EVALUATORS: dict[str, Evaluator] = {
     "fee_limit": fee_limit,
     "approval": approval,
 }
-
-__all__ = ["EVALUATORS", "Evaluator", "WindowKind", "window_code"]

@@ -16,6 +16,7 @@ from treasurer.domain.budgets import BudgetBalance, BudgetClaim
 from treasurer.domain.config import OrgConfig
 from treasurer.domain.facts import PriceQuote
 from treasurer.domain.org import AgentStatus, Scope
+from treasurer.domain.payment import UNFINISHED_STATES, Notification, Payment, PaymentState
 from treasurer.domain.plan import Plan
 
 
@@ -185,3 +186,40 @@ class Store(Protocol):
     ) -> list[SpendRow]: ...
 
     def audit_events(self, limit: int, after_id: int = 0) -> list[dict[str, object]]: ...
+
+
+class PaymentStore(Protocol):
+    """Persistence of custodial payments and the notification outbox.
+
+    Every write is one short transaction; ``update`` is guarded on the state the payment
+    leaves, so each transition happens once however many workers race for it.
+    """
+
+    def insert(self, payment: Payment) -> tuple[Payment, bool]:
+        """Insert ``payment``; if its (agent, idempotency key) exists, return that one and
+        ``False`` instead (the first attempt won)."""
+        ...
+
+    def get(self, payment_id: str) -> Payment | None: ...
+
+    def find_by_idempotency_key(self, agent_id: str, key: str) -> Payment | None: ...
+
+    def update(
+        self,
+        payment: Payment,
+        expected: PaymentState,
+        notification: Notification | None = None,
+    ) -> bool:
+        """Write ``payment``'s mutable fields if the stored state is still ``expected``, with
+        ``notification`` in the same transaction; ``False`` when another writer moved it."""
+        ...
+
+    def unfinished(
+        self, limit: int, states: frozenset[PaymentState] = UNFINISHED_STATES
+    ) -> list[Payment]:
+        """Oldest first: payments in ``states`` (default ``created`` and ``broadcast``)."""
+        ...
+
+    def notifications(self, limit: int, after_id: int = 0) -> list[dict[str, object]]:
+        """Outbox rows in id order (delivery comes later; tests and reports read them)."""
+        ...
