@@ -8,6 +8,8 @@ limit. Every decision, every balance row, the spend report and every stored stat
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import secrets
 import shutil
@@ -21,7 +23,7 @@ import psycopg
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from tests.conftest import PG_URL, pg_schema_url
 from tests.fakes import FakeClock
 from tests.orgs import cross_wallet_org
@@ -34,29 +36,34 @@ from treasurer.domain.windows import Window, WindowKind, period_of
 TIMEZONE = "America/New_York"
 NY = ZoneInfo(TIMEZONE)
 TTL = timedelta(seconds=900)
-MICROS_PER_CENT = 10_000  # USDC at a fixed $1: one cent is 10,000 USD micros
+MICROS = 10_000  # USD micros per cent (USDC at a fixed $1)
 WALLETS = {"w1": "agent_a", "w2": "agent_a", "w3": "agent_b"}
-AGENTS = ("agent_a", "agent_b")
-#: policy id -> (the only agent it covers, None for everyone; daily limit in cents; denial code)
+#: policy id -> (the only agent it covers, None for all; daily limit in USD micros; denial code)
 BUDGETS = {
-    "agent:agent_a:budget:day": ("agent_a", 100_000, "agent_daily_budget_exceeded"),
-    "agent:agent_b:budget:day": ("agent_b", 100_000, "agent_daily_budget_exceeded"),
-    "department:ops:budget:day": (None, 150_000, "department_daily_budget_exceeded"),
-    "org:acme:budget:day": (None, 250_000, "org_daily_budget_exceeded"),
+    "agent:agent_a:budget:day": ("agent_a", 1_000_000_000, "agent_daily_budget_exceeded"),
+    "agent:agent_b:budget:day": ("agent_b", 1_000_000_000, "agent_daily_budget_exceeded"),
+    "department:ops:budget:day": (None, 1_500_000_000, "department_daily_budget_exceeded"),
+    "org:acme:budget:day": (None, 2_500_000_000, "org_daily_budget_exceeded"),
 }
 KEYS = ("k1", "k2", "k3")
-# Any amount (Hypothesis favours small ones), whole dollars drawn evenly (large ones fill the
-# budgets) and round ones that fill a budget exactly.
-CENTS = (
-    st.integers(1, 120_000)
-    | st.sampled_from(range(100, 120_001, 100))
-    | st.sampled_from([1, 50_000, 100_000])
-)
+STARTS = [datetime(2026, m, d, 12, tzinfo=UTC) for m, d in ((6, 15), (3, 7), (10, 31))]
+# Any amount (Hypothesis favours small ones) or whole dollars drawn evenly (fill the budgets).
+CENTS = st.integers(1, 120_000) | st.sampled_from(range(100, 120_001, 100))
 REQUESTS = st.tuples(st.sampled_from(sorted(WALLETS)), CENTS, st.none() | st.sampled_from(KEYS))
 
 
 def _usd(cents: int) -> str:
     return f"{cents // 100}.{cents % 100:02d}"
+
+
+@functools.cache
+def _migrated_sqlite() -> Path:
+    """One migrated database file per session; each run copies it (migrating takes ~0.2 s)."""
+    folder = tempfile.mkdtemp(prefix="treasurer-stateful-template-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = Path(folder) / "treasurer.db"
+    treasurer.open(f"sqlite:///{path}").close()
+    return path
 
 
 @dataclass
@@ -81,16 +88,13 @@ class GovernanceMachine(RuleBasedStateMachine):
         self.clock = FakeClock()
         self.tmp: str | None = None
         self.gov = treasurer.open(self._database_url(), clock=self.clock)
-        self.gov.apply(
-            cross_wallet_org(agent_daily="1000.00", department_daily="1500.00", org_daily="2500.00")
-        )
         self.auths: dict[str, ModelAuth] = {}
         self.keys: dict[tuple[str, str], ModelAuth] = {}
         self.frozen = False
 
     def _database_url(self) -> str:
         self.tmp = tempfile.mkdtemp(prefix="treasurer-stateful-")
-        return f"sqlite:///{Path(self.tmp) / 'treasurer.db'}"
+        return f"sqlite:///{shutil.copy(_migrated_sqlite(), self.tmp)}"
 
     def teardown(self) -> None:
         self.gov.close()
@@ -101,25 +105,37 @@ class GovernanceMachine(RuleBasedStateMachine):
     def _today(self) -> date:
         return self.clock.now().astimezone(NY).date()
 
-    def _in(self, *states: str) -> list[ModelAuth]:
-        return [a for a in self.auths.values() if a.state in states]
+    def _in(self, state: str) -> list[ModelAuth]:
+        return [a for a in self.auths.values() if a.state == state]
 
     def _sums(self, policy: str, day: date) -> tuple[int, int, int, int]:
-        """Captured and reserved cents, captured and pending counts of ``policy`` on ``day``."""
+        """Posted and pending USD micros, then their counts, of ``policy`` on ``day``."""
         only = BUDGETS[policy][0]
         mine = [a for a in self.auths.values() if a.day == day and only in (None, a.agent)]
         captured = [a.captured for a in mine if a.state == "captured"]
         pending = [a.cents for a in mine if a.state == "pending"]
-        return sum(captured), sum(pending), len(captured), len(pending)
+        return (sum(captured) * MICROS, sum(pending) * MICROS, len(captured), len(pending))
 
-    def _draw_any(self, data: st.DataObject) -> ModelAuth:
-        """A known authorization; each state present is equally likely, so rare ones show up."""
+    def _pick(self, data: st.DataObject) -> ModelAuth:
+        """A pending authorization half the time, else any (each state present equally likely)."""
+        pending = self._in("pending")
+        if pending and data.draw(st.booleans()):
+            return data.draw(st.sampled_from(pending))
         state = data.draw(st.sampled_from(sorted({a.state for a in self.auths.values()})))
         return data.draw(st.sampled_from(self._in(state)))
 
+    @initialize(start=st.sampled_from(STARTS))
+    def apply_org(self, start: datetime) -> None:
+        """Start mid-June or the day before a DST change (a 23- or 25-hour day follows)."""
+        self.clock.set(start)
+        org = cross_wallet_org(
+            agent_daily="1000.00", department_daily="1500.00", org_daily="2500.00"
+        )
+        self.gov.apply(org)
+
     # -- rules ------------------------------------------------------------------------------
-    # Hypothesis tries rules with fewer arguments first (and favours the first when shrinking or
-    # picking simple choices), so authorize takes one argument and the time rules come later.
+    # Hypothesis lists rules by argument count, then name, and favours the first when it makes
+    # simple choices: so authorize (the rule that matters most) takes exactly one argument.
     @rule(request=REQUESTS)
     def authorize(self, request: tuple[str, int, str | None]) -> None:
         self._authorize(*request)
@@ -130,6 +146,18 @@ class GovernanceMachine(RuleBasedStateMachine):
         """Repeat a keyed request exactly (a replay) or one cent more (a conflict)."""
         (_agent, key), first = data.draw(st.sampled_from(sorted(self.keys.items())))
         self._authorize(first.wallet, first.cents + data.draw(st.sampled_from([0, 1])), key)
+
+    @rule(data=st.data())
+    def fill_budget(self, data: st.DataObject) -> None:
+        """Ask for exactly the headroom left (allowed) or one cent more (denied)."""
+        wallet = data.draw(st.sampled_from(sorted(WALLETS)))
+        headroom = min(
+            limit - sum(self._sums(policy, self._today())[:2])
+            for policy, (only, limit, _code) in BUDGETS.items()
+            if only in (None, WALLETS[wallet])
+        )
+        cents = headroom // MICROS + data.draw(st.sampled_from([0, 1]))
+        self._authorize(wallet, max(cents, 1), None)
 
     def _authorize(self, wallet: str, cents: int, key: str | None) -> None:
         agent = WALLETS[wallet]
@@ -148,7 +176,8 @@ class GovernanceMachine(RuleBasedStateMachine):
         expected = {
             code
             for policy, (only, limit, code) in BUDGETS.items()
-            if only in (None, agent) and sum(self._sums(policy, auth.day)[:2]) + cents > limit
+            if only in (None, agent)
+            and sum(self._sums(policy, auth.day)[:2]) + cents * MICROS > limit
         }
         if agent == "agent_a" and self.frozen:
             expected.add("agent_frozen")
@@ -161,17 +190,11 @@ class GovernanceMachine(RuleBasedStateMachine):
         if key is not None:
             self.keys[(agent, key)] = auth
 
-    @precondition(lambda self: bool(self._in("pending")))
-    @rule(data=st.data())
-    def capture_pending(self, data: st.DataObject) -> None:
-        auth = data.draw(st.sampled_from(self._in("pending")))
-        self._capture(auth, data.draw(st.none() | st.integers(1, auth.cents)))
-
     @precondition(lambda self: bool(self.auths))
     @rule(data=st.data())
-    def capture_any(self, data: st.DataObject) -> None:
-        """Retries of captures and captures of final or denied authorizations."""
-        auth = self._draw_any(data)
+    def capture(self, data: st.DataObject) -> None:
+        """Capture in full or less; also retries and captures of final or denied ones."""
+        auth = self._pick(data)
         final = st.none() | st.integers(1, auth.cents) | st.just(auth.captured or auth.cents)
         self._capture(auth, data.draw(final))
 
@@ -186,7 +209,7 @@ class GovernanceMachine(RuleBasedStateMachine):
         elif auth.state == "pending" or (auth.state == "captured" and auth.captured == final):
             done = self.gov.capture(auth.id, amount)
             assert done.state.value == "captured"
-            assert done.captured_usd_micros == final * MICROS_PER_CENT
+            assert done.captured_usd_micros == final * MICROS
             auth.state, auth.captured = "captured", final
         else:
             with pytest.raises(InvalidState) as exc:
@@ -196,10 +219,7 @@ class GovernanceMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.auths))
     @rule(data=st.data())
     def void(self, data: st.DataObject) -> None:
-        """Void a pending authorization half the time, else one in any state."""
-        pending = self._in("pending")
-        use_pending = bool(pending) and data.draw(st.booleans())
-        auth = data.draw(st.sampled_from(pending)) if use_pending else self._draw_any(data)
+        auth = self._pick(data)
         if auth.state in ("pending", "voided"):  # a void of a voided one returns it again
             assert self.gov.void(auth.id).state.value == "voided"
             auth.state = "voided"
@@ -243,8 +263,7 @@ class GovernanceMachine(RuleBasedStateMachine):
 
     @rule(frozen=st.booleans())
     def freeze(self, frozen: bool) -> None:
-        scope = "agent:agent_a"
-        changed = self.gov.freeze(scope) if frozen else self.gov.unfreeze(scope)
+        changed = (self.gov.freeze if frozen else self.gov.unfreeze)("agent:agent_a")
         assert changed == (frozen != self.frozen)
         self.frozen = frozen
 
@@ -259,25 +278,21 @@ class GovernanceMachine(RuleBasedStateMachine):
             found = self.gov.store.balances(list(keys.values()))
             for policy, key in keys.items():
                 got = found.get(key, BudgetBalance())
-                posted, pending, posted_n, pending_n = self._sums(policy, day)
-                assert (got.posted_micros, got.pending_micros) == (
-                    posted * MICROS_PER_CENT,
-                    pending * MICROS_PER_CENT,
-                ), key
-                assert (got.posted_count, got.pending_count) == (posted_n, pending_n), key
-                assert got.used_micros <= BUDGETS[policy][1] * MICROS_PER_CENT, key
+                row = (got.posted_micros, got.pending_micros, got.posted_count, got.pending_count)
+                assert row == self._sums(policy, day), key
+                assert got.used_micros <= BUDGETS[policy][1], key
 
     @invariant()
     def spend_report_matches_model(self) -> None:
         """``spend(by="agent")`` reports the model's captured and reserved totals."""
         rows = {row.group: row for row in self.gov.spend(by="agent")}
-        for agent in AGENTS:
+        for agent in ("agent_a", "agent_b"):
             mine = [a for a in self.auths.values() if a.agent == agent]
             captured = sum(a.captured for a in mine if a.state == "captured")
             pending = sum(a.cents for a in mine if a.state == "pending")
             row = rows.get(agent)
             got = (row.captured_usd_micros, row.pending_usd_micros) if row else (0, 0)
-            assert got == (captured * MICROS_PER_CENT, pending * MICROS_PER_CENT), agent
+            assert got == (captured * MICROS, pending * MICROS), agent
 
     @invariant()
     def stored_states_match_model(self) -> None:
@@ -305,7 +320,7 @@ class PostgresGovernanceMachine(GovernanceMachine):
             conn.execute(f"DROP SCHEMA {self.schema} CASCADE")
 
 
-class TestGovernanceStatefulSqlite(GovernanceMachine.TestCase):  # type: ignore[misc,name-defined]
+class TestGovernanceStatefulSqlite(GovernanceMachine.TestCase):  # type: ignore[misc,valid-type]
     """Random sequences on SQLite agree with the model after every step."""
 
     settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
@@ -315,7 +330,7 @@ class TestGovernanceStatefulSqlite(GovernanceMachine.TestCase):  # type: ignore[
 @pytest.mark.skipif(
     not PG_URL and not os.environ.get("CI"), reason="TREASURER_TEST_POSTGRES_URL is not set"
 )
-class TestGovernanceStatefulPostgres(PostgresGovernanceMachine.TestCase):  # type: ignore[misc,name-defined]
+class TestGovernanceStatefulPostgres(PostgresGovernanceMachine.TestCase):  # type: ignore[misc,valid-type]
     """Random sequences on PostgreSQL agree with the model after every step."""
 
     settings = settings(max_examples=10, stateful_step_count=25, deadline=None)
