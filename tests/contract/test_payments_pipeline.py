@@ -457,3 +457,17 @@ def test_external_wallet_is_refused(world: World) -> None:
     with pytest.raises(InvalidRequest) as raised:
         world.pay.pay("agent_a", "ext", SHOP, "1.00", "DUSD", idempotency_key="e")
     assert raised.value.code == "wallet_not_custodial"
+
+
+def test_slow_confirmation_still_captures(world: World, clock: FakeClock) -> None:
+    """Broadcast holds the reservation: a receipt read an hour later (past the 15-minute
+    authorization lifetime, with the expiry sweeper running) still captures it."""
+    to = _recipient()
+    result = world.pay.pay("agent_a", "hot", to, "40.00", "DUSD", idempotency_key="slow")
+    assert result.state is PaymentState.BROADCAST
+    clock.advance(hours=1)
+    assert world.gov.expire_stale() == 0
+    assert world.pay.confirm_pending() == 1
+    assert world.pay.get(result.id).state is PaymentState.CONFIRMED
+    assert world.authorization(result.id).state is AuthState.CAPTURED
+    assert world.posted_micros() == 40_000_000

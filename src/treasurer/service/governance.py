@@ -382,6 +382,24 @@ class GovernanceCore:
             code="authorization_not_pending",
         )
 
+    def hold(self, authorization_id: str, *, seconds: int, actor: str) -> Authorization:
+        """Keep a pending authorization reserved for ``seconds`` more (never shorter).
+
+        A custodial payment holds its authorization from broadcast until the chain decides:
+        a slow confirmation must not find the reservation expired and released.
+        """
+        now = self.clock.now()
+        audit = AuditRecord("authorization.held", actor, authorization_id, {"seconds": seconds})
+        held = self.store.hold(authorization_id, now + timedelta(seconds=seconds), now, audit)
+        if held is None:
+            current = self._get(authorization_id)
+            raise InvalidState(
+                f"authorization {authorization_id} is {current.state.value} or expired; "
+                "it can no longer be held",
+                code="authorization_not_pending",
+            )
+        return held
+
     def expire_stale(self, *, limit: int = 1000) -> int:
         """Release every pending authorization past its expiry; returns how many."""
         now = self.clock.now()

@@ -70,6 +70,10 @@ class _Request:
     fingerprint: str
 
 
+#: How long a broadcast payment keeps its reservation while waiting for its receipt.
+BROADCAST_HOLD_S = 7 * 86_400
+
+
 class PaymentService:
     """Custodial payments over governance, a payment store, the chains and the vault."""
 
@@ -307,6 +311,12 @@ class PaymentService:
         frozen = frozen_reason(self.governance.cache.get(), payment.agent_id, payment.wallet_id)
         if frozen is not None:
             return self._abort(payment, f"frozen_before_signing: {frozen}")
+        try:  # keep the reservation until the chain decides, however slow confirmation is
+            self.governance.hold(
+                payment.authorization_id, seconds=BROADCAST_HOLD_S, actor="system:payments"
+            )
+        except TreasurerError as exc:
+            return self._abort(payment, f"{exc.code}: {exc.message}")
         try:
             tx_id = request.chain.send(request.transfer, signer, fee)
         except TreasurerError as exc:  # refused or never sent: nothing can land

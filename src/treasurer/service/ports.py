@@ -174,6 +174,12 @@ class Store(Protocol):
         audit: AuditRecord,
     ) -> Authorization | None: ...
 
+    def hold(
+        self, authorization_id: str, until: datetime, now: datetime, audit: AuditRecord
+    ) -> Authorization | None:
+        """Extend a pending, unexpired authorization to ``until``; None otherwise."""
+        ...
+
     def stale_authorizations(self, now: datetime, limit: int) -> list[str]: ...
 
     # -- reporting ------------------------------------------------------------------------

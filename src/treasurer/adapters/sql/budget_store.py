@@ -377,6 +377,21 @@ def spent_by_wallet(tx: Tx, keys: Sequence[str]) -> dict[str, tuple[tuple[str, i
     return {key: tuple(items) for key, items in out.items()}
 
 
+def hold(tx: Tx, authorization_id: str, until: datetime, now: datetime) -> Authorization | None:
+    """Keep a pending authorization until ``until`` (never shortens); None unless pending."""
+    tx.execute(
+        "UPDATE authorizations SET expires_us = :until WHERE id = :id AND state = 'pending' "
+        "AND expires_us > :now AND expires_us < :until",
+        {"until": to_us(until), "id": authorization_id, "now": to_us(now)},
+    )
+    auth = get_authorization(tx, authorization_id)
+    if auth is None or auth.state.value != "pending":
+        return None
+    if auth.expires_at is not None and auth.expires_at <= now:
+        return None
+    return auth
+
+
 def stale_authorizations(tx: Tx, now: datetime, limit: int) -> list[str]:
     rows = tx.all(
         "SELECT id FROM authorizations WHERE state = 'pending' AND expires_us IS NOT NULL "

@@ -249,6 +249,17 @@ class SqlStore:
 
         return self._run(work)
 
+    def hold(
+        self, authorization_id: str, until: datetime, now: datetime, audit: AuditRecord
+    ) -> Authorization | None:
+        def work(tx: Tx) -> Authorization | None:
+            held = budgets.hold(tx, authorization_id, until, now)
+            if held is not None:
+                config.write_audit(tx, audit, now)
+            return held
+
+        return self._run(work)
+
     def stale_authorizations(self, now: datetime, limit: int) -> list[str]:
         return self._run(lambda tx: budgets.stale_authorizations(tx, now, limit), write=False)
 
