@@ -162,6 +162,17 @@ def test_stale_authorizations_expire_and_release(gov: EmbeddedGovernance, clock:
         gov.capture(auth.id)
 
 
+def test_void_after_expiry_records_expired(gov: EmbeddedGovernance, clock: FakeClock) -> None:
+    """Voiding an authorization the sweeper has not reached yet releases it as ``expired``:
+    the record says what happened first, and voiding again returns the same."""
+    auth = gov.authorize(agent="agent_a", wallet="w1", amount="1000.00", asset="USDC")
+    clock.advance(minutes=16)
+    assert gov.void(auth.id).state.value == "expired"
+    assert gov.void(auth.id).state.value == "expired"
+    assert gov.expire_stale() == 0
+    assert gov.check(agent="agent_a", wallet="w1", amount="1000.00", asset="USDC").allowed
+
+
 def test_capture_after_expiry_is_refused(gov: EmbeddedGovernance, clock: FakeClock) -> None:
     """Capture checks the expiry itself, even before the sweeper runs."""
     auth = gov.authorize(agent="agent_a", wallet="w1", amount="10.00", asset="USDC")

@@ -365,16 +365,26 @@ class GovernanceCore:
     def void(
         self, authorization_id: str, *, reason: str = "voided by caller", actor: str | None = None
     ) -> Authorization:
-        """Release the reservation. Exactly once; voiding a voided authorization returns it."""
+        """Release the reservation. Exactly once; voiding a voided authorization returns it.
+
+        An authorization already past its expiry that the sweeper has not reached yet is
+        released as ``expired``, not ``voided``: the record says what happened first.
+        """
         auth = self._get(authorization_id)
+        now = self.clock.now()
+        if auth.expires_at is not None and auth.expires_at <= now:
+            audit = AuditRecord("authorization.expired", "system", auth.id, {"noticed_by": actor})
+            expired = self.store.release(auth.id, AuthState.EXPIRED.value, now, audit)
+            if expired is not None:
+                return expired
         audit = AuditRecord(
             "authorization.voided", actor or f"agent:{auth.agent_id}", auth.id, {"reason": reason}
         )
-        done = self.store.release(auth.id, AuthState.VOIDED.value, self.clock.now(), audit)
+        done = self.store.release(auth.id, AuthState.VOIDED.value, now, audit)
         if done is not None:
             return done
         current = self._get(authorization_id)
-        if current.state is AuthState.VOIDED:
+        if current.state in (AuthState.VOIDED, AuthState.EXPIRED):
             return current
         raise InvalidState(
             f"authorization {auth.id} is {current.state.value}; only a pending authorization "
