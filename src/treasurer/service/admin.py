@@ -18,6 +18,7 @@ from treasurer.domain.org import AgentStatus, Scope, ScopeKind
 from treasurer.domain.outcome import Decision
 from treasurer.domain.plan import Plan, make_plan
 from treasurer.domain.windows import Window, WindowKind, period_of
+from treasurer.service.backtest import BacktestReport, ShadowPolicyReport, backtest, shadow_report
 from treasurer.service.governance import AuthorizationResult, GovernanceCore
 from treasurer.service.orgfile_export import export_org_file
 from treasurer.service.orgfile_parse import parse_org_file
@@ -270,3 +271,35 @@ class Governance(GovernanceCore):
         config = self.cache.get()
         period = period_of(Window(WindowKind.DAY), self.clock.now(), config.org.timezone)
         return self.spend(by=by, since=period.start, until=period.end, **filters)
+
+    # -- simulation -----------------------------------------------------------------------
+    def backtest(
+        self,
+        draft: Mapping[str, object] | OrgConfig,
+        *,
+        since: datetime,
+        until: datetime,
+        source: str = "draft",
+    ) -> BacktestReport:
+        """Replay the decisions recorded in [since, until) against ``draft`` (an org file or
+        a parsed config) and list every one that would change. Writes nothing."""
+        _require_range(since, until)
+        config = (
+            draft if isinstance(draft, OrgConfig) else parse_org_file(dict(draft), source=source)
+        )
+        return backtest(self.store, config, since, until)
+
+    def shadow_report(self, *, since: datetime, until: datetime) -> list[ShadowPolicyReport]:
+        """Per shadow policy, what it would have denied among the decisions of the range."""
+        _require_range(since, until)
+        return shadow_report(self.store, since, until)
+
+
+def _require_range(since: datetime, until: datetime) -> None:
+    for moment, name in ((since, "since"), (until, "until")):
+        if moment.tzinfo is None:
+            raise InvalidRequest(
+                f"{name}: give a time zone (e.g. 2026-04-01T00:00:00Z)", field=name
+            )
+    if until <= since:
+        raise InvalidRequest("until: must be after since", field="until")

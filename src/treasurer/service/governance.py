@@ -191,9 +191,9 @@ class GovernanceCore:
             if not decision.allowed:
                 decision = self._explained(facts, decision)
                 if not decision.allowed:
-                    return self._deny(config, resolved, decision, idempotency_key, actor)
+                    return self._deny(config, resolved, facts, decision, idempotency_key, actor)
                 continue
-            auth = self._new_authorization(config, resolved, decision, idempotency_key)
+            auth = self._new_authorization(config, resolved, facts, decision, idempotency_key)
             outcome = self.store.reserve(
                 auth, decision.claims, self._audit("authorization.created", auth, actor), facts.now
             )
@@ -203,7 +203,7 @@ class GovernanceCore:
                 return AuthorizationResult(outcome.authorization, auth.decision)
             decision = self._explained(facts, decision)  # lost a race: real numbers now
         if not decision.allowed:
-            return self._deny(config, resolved, decision, idempotency_key, actor)
+            return self._deny(config, resolved, facts, decision, idempotency_key, actor)
         # Every attempt lost a race yet the budgets still seem to have room: nothing was
         # recorded, so the caller may simply retry.
         raise StoreUnavailable(
@@ -224,12 +224,13 @@ class GovernanceCore:
         self,
         config: OrgConfig,
         resolved: Resolved,
+        facts: Facts,
         decision: Decision,
         idempotency_key: str | None,
         actor: str | None,
     ) -> AuthorizationResult:
         assert not decision.allowed, "only denials are recorded without a reservation"
-        auth = self._new_authorization(config, resolved, decision, idempotency_key)
+        auth = self._new_authorization(config, resolved, facts, decision, idempotency_key)
         outcome = self.store.record_denial(
             auth, self._audit("authorization.denied", auth, actor), self.clock.now()
         )
@@ -242,9 +243,12 @@ class GovernanceCore:
         self,
         config: OrgConfig,
         resolved: Resolved,
+        facts: Facts,
         decision: Decision,
         idempotency_key: str | None,
     ) -> Authorization:
+        """The authorization to store; it keeps the price the decision used, so a backtest
+        replays the spend at the value it had, not at today's price."""
         now = self.clock.now()
         state = _STATE_FOR_TIER.get(decision.tier, AuthState.DENIED)
         ttl_s = config.settings.authorization_ttl_s
@@ -267,7 +271,7 @@ class GovernanceCore:
             asset_id=resolved.request.asset_id,
             amount=resolved.request.amount,
             value_usd_micros=decision.value_usd_micros or 0,
-            price_atto=None,
+            price_atto=None if facts.price is None else facts.price.price_atto,
             decimals=asset.decimals if asset else None,
             state=state,
             tier=decision.tier.value,

@@ -182,6 +182,13 @@ class Store(Protocol):
 
     def stale_authorizations(self, now: datetime, limit: int) -> list[str]: ...
 
+    def recorded_authorizations(
+        self, since: datetime, until: datetime, limit: int, after: tuple[datetime, str] | None
+    ) -> list[Authorization]:
+        """Authorizations created in [since, until), every state, in (created_at, id) order,
+        starting after the ``after`` cursor: what backtesting replays."""
+        ...
+
     # -- reporting ------------------------------------------------------------------------
     def spend(
         self,
@@ -228,4 +235,19 @@ class PaymentStore(Protocol):
 
     def notifications(self, limit: int, after_id: int = 0) -> list[dict[str, object]]:
         """Outbox rows in id order (delivery comes later; tests and reports read them)."""
+        ...
+
+    def list_page(
+        self,
+        limit: int,
+        *,
+        agents: Sequence[str] | None = None,
+        wallet: str | None = None,
+        state: PaymentState | None = None,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[Payment]:
+        """Newest first (creation time, then id): up to ``limit`` payments matching every
+        filter given. ``agents`` None means any agent and an empty sequence none (a caller who
+        may see no agent sees nothing). ``before`` is the (created_at, id) of the previous
+        page's last payment, so a page never repeats or skips a row as new payments arrive."""
         ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from treasurer.domain.config import OrgConfig
 from treasurer.domain.errors import InvalidRequest, NotFound
@@ -116,7 +116,8 @@ def fingerprint(request: SpendRequest) -> str:
 
 
 def request_dict(request: SpendRequest, asset: Asset | None) -> dict[str, object]:
-    """The request as recorded in the audit trail."""
+    """The request as recorded in the audit trail (and replayed by backtests)."""
+    typed = request.typed_data
     return {
         "agent": request.agent_id,
         "wallet": request.wallet_id,
@@ -126,4 +127,10 @@ def request_dict(request: SpendRequest, asset: Asset | None) -> dict[str, object
         "kind": request.kind.value,
         "recipient": request.recipient,
         "chain": request.chain,
+        "contract": request.contract,
+        "method": request.method,
+        "spender": request.spender,
+        "fee_usd_micros": request.fee_usd_micros,
+        "gas_price_gwei": request.gas_price_gwei,
+        "typed_data": None if typed is None else asdict(typed),
     }

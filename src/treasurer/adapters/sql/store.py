@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from treasurer.adapters.sql import budget_store as budgets
 from treasurer.adapters.sql import config_store as config
-from treasurer.adapters.sql.codec import from_us, loads, to_us
+from treasurer.adapters.sql.codec import AUTH_COLUMNS, auth_from_row, from_us, loads, to_us
 from treasurer.adapters.sql.db import MAX_TX_ATTEMPTS, Database, Tx, is_retryable, open_database
 from treasurer.adapters.sql.migrations import latest_revision
 from treasurer.domain.authorization import RESERVING_STATES, Authorization, AuthorizationLine
@@ -262,6 +262,21 @@ class SqlStore:
 
     def stale_authorizations(self, now: datetime, limit: int) -> list[str]:
         return self._run(lambda tx: budgets.stale_authorizations(tx, now, limit), write=False)
+
+    def recorded_authorizations(
+        self, since: datetime, until: datetime, limit: int, after: tuple[datetime, str] | None
+    ) -> list[Authorization]:
+        params: dict[str, object] = {"since": to_us(since), "until": to_us(until), "limit": limit}
+        where = "created_us >= :since AND created_us < :until"
+        if after is not None:
+            where += " AND (created_us > :after_us OR (created_us = :after_us AND id > :after_id))"
+            params.update(after_us=to_us(after[0]), after_id=after[1])
+        sql = (
+            f"SELECT {AUTH_COLUMNS} FROM authorizations WHERE {where} "
+            "ORDER BY created_us, id LIMIT :limit"
+        )
+        rows = self._run(lambda tx: tx.all(sql, params), write=False, atomic=False)
+        return [auth_from_row(row) for row in rows]
 
     # -- reporting ------------------------------------------------------------------------
     def spend(
