@@ -8,6 +8,7 @@ slow (network, file I/O) happens inside a transaction.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -316,6 +317,12 @@ class GovernanceCore:
                 field="amount",
                 code="capture_exceeds_authorization",
             )
+        if (
+            auth.state is AuthState.DELAYED
+            and auth.release_after is not None
+            and auth.release_after <= self.clock.now()
+        ):
+            auth = self.release_delayed(auth.id, actor=actor or f"agent:{auth.agent_id}")
         self._refuse_unless_capturable(auth)
         usd = self._captured_usd(auth, final)
         now = self.clock.now()
@@ -414,8 +421,93 @@ class GovernanceCore:
             )
         return held
 
+    # -- tiers: approval and delay --------------------------------------------------------
+    def approve(
+        self, authorization_id: str, *, actor: str, detail: dict[str, object] | None = None
+    ) -> Authorization:
+        """The required approvals are in: ``pending_approval`` → ``pending``, capturable for
+        the org's authorization TTL from now. The reservation it held all along stays."""
+        return self._promote(
+            authorization_id, AuthState.PENDING_APPROVAL, "authorization.approved", actor, detail
+        )
+
+    def reject(self, authorization_id: str, *, reason: str, actor: str) -> Authorization:
+        """Approvers said no: the authorization is ``rejected`` and its reservation released.
+        Rejecting a rejected authorization returns it."""
+        audit = AuditRecord("authorization.rejected", actor, authorization_id, {"reason": reason})
+        done = self.store.release(
+            authorization_id, AuthState.REJECTED.value, self.clock.now(), audit
+        )
+        if done is not None:
+            return done
+        current = self._get(authorization_id)
+        if current.state is AuthState.REJECTED:
+            return current
+        raise InvalidState(
+            f"authorization {authorization_id} is {current.state.value}; only one that is "
+            "still reserved can be rejected",
+            code="authorization_not_pending",
+        )
+
+    def release_delayed(self, authorization_id: str, *, actor: str = "system") -> Authorization:
+        """A delayed authorization whose delay has passed becomes ``pending`` (capturable)."""
+        auth = self._get(authorization_id)
+        if (
+            auth.state is AuthState.DELAYED
+            and auth.release_after is not None
+            and auth.release_after > self.clock.now()
+        ):
+            raise InvalidState(
+                f"authorization {auth.id} is delayed until {auth.release_after.isoformat()}",
+                code="authorization_not_released",
+            )
+        return self._promote(authorization_id, AuthState.DELAYED, "authorization.released", actor)
+
+    def release_due(self, *, limit: int = 1000) -> list[str]:
+        """Release every delayed authorization whose delay has passed; returns their ids."""
+        released = []
+        for ident in self.store.due_delayed(self.clock.now(), limit):
+            with contextlib.suppress(InvalidState):  # another worker released it first
+                self.release_delayed(ident)
+                released.append(ident)
+        return released
+
+    def _promote(
+        self,
+        authorization_id: str,
+        from_state: AuthState,
+        kind: str,
+        actor: str,
+        detail: dict[str, object] | None = None,
+    ) -> Authorization:
+        now = self.clock.now()
+        expires_at = now + timedelta(seconds=self.cache.get().settings.authorization_ttl_s)
+        audit = AuditRecord(kind, actor, authorization_id, dict(detail or {}))
+        done = self.store.promote(authorization_id, from_state.value, expires_at, now, audit)
+        if done is not None:
+            return done
+        current = self._get(authorization_id)
+        if current.state is AuthState.PENDING and from_state is not AuthState.PENDING:
+            return current  # promoted already (a retry, or a racing worker)
+        if current.state is from_state and current.expires_at and current.expires_at <= now:
+            self.store.release(
+                current.id,
+                AuthState.EXPIRED.value,
+                now,
+                AuditRecord("authorization.expired", "system", current.id, {}),
+            )
+            raise InvalidState(
+                f"authorization {current.id} expired at {current.expires_at.isoformat()}",
+                code="authorization_expired",
+            )
+        raise InvalidState(
+            f"authorization {authorization_id} is {current.state.value}, not {from_state.value}",
+            code="authorization_not_pending",
+        )
+
     def expire_stale(self, *, limit: int = 1000) -> int:
-        """Release every pending authorization past its expiry; returns how many."""
+        """Release every reserving authorization past its expiry (pending, delayed, awaiting
+        approval: an approval nobody gave in time expires); returns how many."""
         now = self.clock.now()
         count = 0
         for ident in self.store.stale_authorizations(now, limit):

@@ -180,7 +180,25 @@ class Store(Protocol):
         """Extend a pending, unexpired authorization to ``until``; None otherwise."""
         ...
 
-    def stale_authorizations(self, now: datetime, limit: int) -> list[str]: ...
+    def promote(
+        self,
+        authorization_id: str,
+        from_state: str,
+        expires_at: datetime,
+        now: datetime,
+        audit: AuditRecord,
+    ) -> Authorization | None:
+        """Move a ``delayed`` or ``pending_approval`` authorization to ``pending`` (capturable
+        until ``expires_at``), keeping its reservation; None unless it was in ``from_state``."""
+        ...
+
+    def stale_authorizations(self, now: datetime, limit: int) -> list[str]:
+        """Reserving authorizations (pending, delayed, awaiting approval) past their expiry."""
+        ...
+
+    def due_delayed(self, now: datetime, limit: int) -> list[str]:
+        """Delayed authorizations whose delay has passed, oldest release first."""
+        ...
 
     def recorded_authorizations(
         self, since: datetime, until: datetime, limit: int, after: tuple[datetime, str] | None

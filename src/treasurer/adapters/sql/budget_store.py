@@ -392,10 +392,32 @@ def hold(tx: Tx, authorization_id: str, until: datetime, now: datetime) -> Autho
     return auth
 
 
+def promote(
+    tx: Tx, authorization_id: str, from_state: str, expires_at: datetime, now: datetime
+) -> Authorization | None:
+    """``delayed``/``pending_approval`` → ``pending``, unless it expired first; the reservation
+    stays as it is."""
+    changed = tx.execute(
+        "UPDATE authorizations SET state = 'pending', expires_us = :exp "
+        "WHERE id = :id AND state = :from AND (expires_us IS NULL OR expires_us > :now)",
+        {"exp": to_us(expires_at), "id": authorization_id, "from": from_state, "now": to_us(now)},
+    )
+    return get_authorization(tx, authorization_id) if changed == 1 else None
+
+
 def stale_authorizations(tx: Tx, now: datetime, limit: int) -> list[str]:
     rows = tx.all(
-        "SELECT id FROM authorizations WHERE state = 'pending' AND expires_us IS NOT NULL "
+        f"SELECT id FROM authorizations WHERE state IN {_RESERVING} AND expires_us IS NOT NULL "
         "AND expires_us <= :now ORDER BY expires_us LIMIT :limit",
+        {"now": to_us(now), "limit": limit},
+    )
+    return [r[0] for r in rows]
+
+
+def due_delayed(tx: Tx, now: datetime, limit: int) -> list[str]:
+    rows = tx.all(
+        "SELECT id FROM authorizations WHERE state = 'delayed' AND release_after_us <= :now "
+        "ORDER BY release_after_us LIMIT :limit",
         {"now": to_us(now), "limit": limit},
     )
     return [r[0] for r in rows]

@@ -260,8 +260,27 @@ class SqlStore:
 
         return self._run(work)
 
+    def promote(
+        self,
+        authorization_id: str,
+        from_state: str,
+        expires_at: datetime,
+        now: datetime,
+        audit: AuditRecord,
+    ) -> Authorization | None:
+        def work(tx: Tx) -> Authorization | None:
+            done = budgets.promote(tx, authorization_id, from_state, expires_at, now)
+            if done is not None:
+                config.write_audit(tx, audit, now)
+            return done
+
+        return self._run(work)
+
     def stale_authorizations(self, now: datetime, limit: int) -> list[str]:
         return self._run(lambda tx: budgets.stale_authorizations(tx, now, limit), write=False)
+
+    def due_delayed(self, now: datetime, limit: int) -> list[str]:
+        return self._run(lambda tx: budgets.due_delayed(tx, now, limit), write=False)
 
     def recorded_authorizations(
         self, since: datetime, until: datetime, limit: int, after: tuple[datetime, str] | None
