@@ -235,7 +235,10 @@ def _combine(
         (r.approval for r in results if r.approval is not None),
         key=lambda a: (-a.required, a.policy_id or ""),
     )
-    return reasons, tier, claims, headroom, delay_s, approvals
+    # A tier's bare "approval above" names nobody: an approval policy that names who approves
+    # answers it. Only when none does is it left for a finance or admin key.
+    named = [a for a in approvals if a.approvers or a.group or a.second_agent]
+    return reasons, tier, claims, headroom, delay_s, named or approvals
 
 
 def _shadow(policy: Policy, facts: Facts, value: int | None) -> ShadowResult:
