@@ -19,16 +19,28 @@ from eth_typing import HexStr
 from tests.fakes import FakeClock
 
 import treasurer
+from treasurer.adapters.chains import CallReverted
+from treasurer.adapters.chains.evm_artifacts import DEMO_STABLECOIN, load_artifact
 from treasurer.adapters.chains.evm_local import DEMO_ASSET_DECIMALS, DEMO_ASSET_SYMBOL, LocalEvm
 from treasurer.adapters.vault import FileVault
 from treasurer.bootstrap import EmbeddedGovernance, open_payments
 from treasurer.domain.authorization import AuthState
+from treasurer.domain.calldata import encode_approve, encode_transfer
 from treasurer.domain.errors import IdempotencyConflict, InvalidRequest
+from treasurer.domain.money import MAX_UINT256, format_amount
 from treasurer.domain.payment import PaymentState
-from treasurer.service.chain_ports import ChainFamily, Receipt, ReceiptStatus, Signer
-from treasurer.service.payments import PaymentPreview, PaymentService
+from treasurer.service.chain_ports import (
+    ChainFamily,
+    FeeQuote,
+    Receipt,
+    ReceiptStatus,
+    Signer,
+    Transfer,
+)
+from treasurer.service.payments import PaymentInput, PaymentPreview, PaymentService
 
 ETH = 10**18
+GWEI = 10**9
 DUSD = 10**DEMO_ASSET_DECIMALS
 SHOP = "0x5555555555555555555555555555555555555555"
 EXTERNAL = "0x1111111111111111111111111111111111111111"
@@ -471,3 +483,292 @@ def test_slow_confirmation_still_captures(world: World, clock: FakeClock) -> Non
     assert world.pay.get(result.id).state is PaymentState.CONFIRMED
     assert world.authorization(result.id).state is AuthState.CAPTURED
     assert world.posted_micros() == 40_000_000
+
+
+# -- approvals and raw contract calls ---------------------------------------------------------
+
+OPAQUE = b"\xde\xad\xbe\xef"  # a selector no contract here implements: the Reverter's fallback
+
+
+def _call(to: str, data: bytes, **fields: Any) -> PaymentInput:
+    """A raw contract call of ``data`` (sent as hex) to ``to``."""
+    return PaymentInput("agent_a", "hot", kind="call", to=to, data="0x" + data.hex(), **fields)
+
+
+def _approve(spender: str, amount: str) -> PaymentInput:
+    return PaymentInput(
+        "agent_a", "hot", kind="approve", recipient=spender, amount=amount, asset="DUSD"
+    )
+
+
+def _allowance(local: LocalEvm, owner: str, spender: str) -> int:
+    token = local.w3.eth.contract(
+        address=local.token_address, abi=load_artifact(DEMO_STABLECOIN).abi
+    )
+    return int(token.functions.allowance(owner, spender).call())
+
+
+def _nonce(w: World) -> int:
+    return int(w.local.w3.eth.get_transaction_count(w.address))  # type: ignore[arg-type]
+
+
+def _policy(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"id": kind, "type": kind, "scope": "agent:agent_a", "params": params}
+
+
+def test_raw_token_transfer_is_decided_on_the_recipient_in_its_calldata(
+    local: LocalEvm, database_url: str, clock: FakeClock, tmp_path: Path
+) -> None:
+    """ERC-20 ``transfer`` calldata sent to the token contract: the recipients allowlist checks
+    the recipient hidden in the calldata. A stranger is denied and nothing is sent; the
+    allowlisted recipient is paid exactly, and the budget posts exactly its USD value."""
+    friend, stranger = _recipient(), _recipient()
+    book = _policy("recipients", {"allow": [{"address": friend, "label": "friend"}]})
+    w = _world(local, database_url, clock, tmp_path, policies=[book])
+    try:
+        token, nonce_before = local.token_address, _nonce(w)
+        denied = w.pay.submit(
+            _call(token, encode_transfer(stranger.lower(), 25 * DUSD)), idempotency_key="s"
+        )
+        assert denied.state is PaymentState.DENIED
+        assert "recipient_not_allowed" in denied.codes
+        assert denied.payment.tx_id is None and _nonce(w) == nonce_before
+        assert w.token_balance(stranger) == 0 and w.pending_micros() == 0
+
+        sender_before = w.token_balance(w.address)
+        sent = w.pay.submit(
+            _call(token, encode_transfer(friend.lower(), 25 * DUSD)), idempotency_key="f"
+        )
+        assert sent.state is PaymentState.BROADCAST, sent.payment.error
+        assert (sent.payment.asset_id, sent.payment.amount) == ("evm-local:DUSD", 25 * DUSD)
+        assert sent.payment.recipient == friend.lower()
+        assert w.pay.confirm(sent.id).state is PaymentState.CONFIRMED
+        assert w.token_balance(friend) == 25 * DUSD
+        assert w.token_balance(w.address) == sender_before - 25 * DUSD
+        assert w.authorization(sent.id).captured_amount == 25 * DUSD
+        assert w.posted_micros() == 25_000_000
+        assert w.pending_micros() == 0
+    finally:
+        w.gov.close()
+
+
+def test_unlimited_approvals_are_denied_however_they_are_sent(
+    local: LocalEvm, database_url: str, clock: FakeClock, tmp_path: Path
+) -> None:
+    """An allowance of 2^256-1 is denied as kind approve and as raw approve calldata, even
+    for a spender the token_approvals policy knows; nothing is sent or reserved."""
+    spender = _recipient()
+    approvals = _policy(
+        "token_approvals", {"allow": [{"spender": spender, "asset": "DUSD", "max_amount": "500"}]}
+    )
+    w = _world(local, database_url, clock, tmp_path, policies=[approvals])
+    try:
+        nonce_before = _nonce(w)
+        unlimited = format_amount(MAX_UINT256, DEMO_ASSET_DECIMALS)
+        as_kind = w.pay.submit(_approve(spender, unlimited), idempotency_key="u1")
+        raw = encode_approve(spender.lower(), MAX_UINT256)
+        as_data = w.pay.submit(_call(local.token_address, raw), idempotency_key="u2")
+        for result in (as_kind, as_data):
+            assert result.state is PaymentState.DENIED
+            assert "token_approval_unlimited" in result.codes
+            assert result.payment.tx_id is None
+        assert _nonce(w) == nonce_before
+        assert _allowance(local, w.address, spender) == 0
+        assert w.pending_micros() == 0
+    finally:
+        w.gov.close()
+
+
+def test_an_approval_within_policy_executes_and_counts_at_its_full_amount(
+    local: LocalEvm, database_url: str, clock: FakeClock, tmp_path: Path
+) -> None:
+    """An approve inside token_approvals is sent, sets exactly that allowance on chain, and
+    posts its whole amount to the budget, though no token has moved yet; the same through raw
+    calldata; above the policy's max_amount it is denied."""
+    spender = _recipient()
+    approvals = _policy(
+        "token_approvals", {"allow": [{"spender": spender, "asset": "DUSD", "max_amount": "500"}]}
+    )
+    w = _world(local, database_url, clock, tmp_path, policies=[approvals])
+    try:
+        kind = w.pay.submit(_approve(spender, "50.00"), idempotency_key="a1")
+        assert kind.state is PaymentState.BROADCAST, kind.payment.error
+        assert w.pay.confirm(kind.id).state is PaymentState.CONFIRMED
+        assert _allowance(local, w.address, spender) == 50 * DUSD
+        assert w.authorization(kind.id).captured_amount == 50 * DUSD
+        assert w.posted_micros() == 50_000_000
+
+        raw = encode_approve(spender.lower(), 60 * DUSD)
+        data = w.pay.submit(_call(local.token_address, raw), idempotency_key="a2")
+        assert data.state is PaymentState.BROADCAST, data.payment.error
+        assert w.pay.confirm(data.id).state is PaymentState.CONFIRMED
+        assert _allowance(local, w.address, spender) == 60 * DUSD
+        assert w.posted_micros() == 110_000_000
+
+        too_much = w.pay.submit(_approve(spender, "600"), idempotency_key="a3")
+        assert too_much.state is PaymentState.DENIED
+        assert "token_approval_not_allowed" in too_much.codes
+        assert w.token_balance(spender) == 0 and w.pending_micros() == 0
+    finally:
+        w.gov.close()
+
+
+def test_an_approval_is_not_queued_for_later(
+    local: LocalEvm, database_url: str, clock: FakeClock, tmp_path: Path
+) -> None:
+    """An approve in the delay tier fails (``kind_not_queueable``) and releases its
+    reservation: a payment row cannot yet carry an approve to be executed later."""
+    spender = _recipient()
+    approvals = _policy("token_approvals", {"allow": [{"spender": spender}]})
+    w = _world(local, database_url, clock, tmp_path, agent_daily="10000.00", policies=[approvals])
+    try:
+        result = w.pay.submit(_approve(spender, "2000"), idempotency_key="q")
+        assert result.payment.tier == "delay"
+        assert result.state is PaymentState.FAILED
+        assert result.payment.error is not None
+        assert result.payment.error.startswith("kind_not_queueable")
+        assert w.authorization(result.id).state is AuthState.VOIDED
+        assert w.pending_micros() == 0
+        assert _allowance(local, w.address, spender) == 0
+    finally:
+        w.gov.close()
+
+
+class RacingChain:
+    """The embedded chain, as if the state changed between the quote and the block: a call
+    that reverts now is still quoted (100,000 gas at 5 gwei), so it gets broadcast and mined
+    with status 0, as a call that started reverting after its estimate would be."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    @property
+    def network(self) -> str:
+        return str(self.inner.network)
+
+    def quote_fee(self, transfer: Transfer) -> FeeQuote:
+        try:
+            return self.inner.quote_fee(transfer)  # type: ignore[no-any-return]
+        except CallReverted:
+            return FeeQuote(100_000 * 5 * GWEI, 100_000, 5 * GWEI, GWEI)
+
+
+def test_a_call_that_reverts_on_chain_is_voided(
+    local: LocalEvm, database_url: str, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A call allowed by a contracts entry, to a contract that reverts: broadcast, mined as
+    reverted, its authorization voided, the budgets back to zero; only the fee left the
+    wallet. A dry run would have said why it fails."""
+    reverter = local.reverter_address
+    entry = {"address": reverter, "methods": ["0xdeadbeef"], "max_usd_per_call": "10.00"}
+    w = _world(
+        local, database_url, clock, tmp_path, policies=[_policy("contracts", {"allow": [entry]})]
+    )
+    try:
+        request = _call(reverter, OPAQUE, value="0.001")  # $3 of ETH to a non-payable fallback
+        preview = w.pay.submit(request, idempotency_key="dry", dry_run=True)
+        assert preview.decision.allowed and preview.fee is None
+        assert not preview.simulation.ok
+        assert preview.simulation.error is not None and "reverted" in preview.simulation.error
+
+        pay = open_payments(w.gov, {"evm-local": RacingChain(local.chain)}, w.vault)
+        eth_before = local.chain.balance(w.address)
+        result = pay.submit(request, idempotency_key="rv")
+        assert result.state is PaymentState.BROADCAST, result.payment.error
+        assert (result.payment.asset_id, result.payment.amount) == ("evm-local:ETH", ETH // 1000)
+        assert w.pending_micros() > 0
+        failed = pay.confirm(result.id)
+        assert failed.state is PaymentState.FAILED
+        assert failed.error == "transaction_reverted"
+        assert w.authorization(result.id).state is AuthState.VOIDED
+        assert w.pending_micros() == 0 and w.posted_micros() == 0
+        assert failed.fee_paid is not None and failed.fee_paid > 0
+        assert local.chain.balance(w.address) == eth_before - failed.fee_paid
+    finally:
+        w.gov.close()
+
+
+def test_a_call_without_a_contracts_entry_is_denied(
+    local: LocalEvm, database_url: str, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Default deny for calls: another contract, or another method of an allowed one, is
+    denied with its own code, and nothing is sent."""
+    allowed = _recipient()  # an account: calls to it would succeed, so only policy says no
+    entry = {"address": allowed, "methods": ["0xdeadbeef"]}
+    policies = [_policy("contracts", {"allow": [entry]})]
+    w = _world(local, database_url, clock, tmp_path, policies=policies)
+    try:
+        nonce_before = _nonce(w)
+        elsewhere = w.pay.submit(_call(_recipient(), OPAQUE, value="0.001"), idempotency_key="c1")
+        assert elsewhere.state is PaymentState.DENIED
+        assert "contract_not_allowed" in elsewhere.codes
+        other_method = w.pay.submit(
+            _call(allowed, b"\x12\x34\x56\x78", value="0.001"), idempotency_key="c2"
+        )
+        assert other_method.state is PaymentState.DENIED
+        assert "contract_method_not_allowed" in other_method.codes
+        assert _nonce(w) == nonce_before and w.pending_micros() == 0
+        assert local.chain.balance(allowed) == 0
+    finally:
+        w.gov.close()
+
+
+def test_without_any_contracts_policy_calls_are_denied(world: World) -> None:
+    result = world.pay.submit(_call(_recipient(), OPAQUE, value="0.001"), idempotency_key="n")
+    assert result.state is PaymentState.DENIED
+    assert "contract_not_allowed" in result.codes
+
+
+def test_a_zero_value_call_is_decided_at_zero_dollars(
+    local: LocalEvm, database_url: str, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Most contract calls send no native coin: such a call is valued at $0 and executes."""
+    target = _recipient()  # an account: any calldata sent to it succeeds
+    entry = {"address": target, "methods": ["0xdeadbeef"]}
+    w = _world(
+        local, database_url, clock, tmp_path, policies=[_policy("contracts", {"allow": [entry]})]
+    )
+    try:
+        result = w.pay.submit(_call(target, OPAQUE), idempotency_key="z")
+        assert result.state is PaymentState.BROADCAST, result.payment.error
+        assert w.pay.confirm(result.id).state is PaymentState.CONFIRMED
+        assert w.posted_micros() == 0
+    finally:
+        w.gov.close()
+
+
+def test_a_retry_with_other_calldata_is_a_conflict(world: World) -> None:
+    """The same key replays the same call; another amount, recipient, or the same movement
+    asked as a plain transfer, under that key, is ``idempotency_key_reused``."""
+    to, token = _recipient(), world.local.token_address
+    first = world.pay.submit(
+        _call(token, encode_transfer(to.lower(), 5 * DUSD)), idempotency_key="k"
+    )
+    again = world.pay.submit(
+        _call(token, encode_transfer(to.lower(), 5 * DUSD)), idempotency_key="k"
+    )
+    assert again.replayed and again.id == first.id and again.payment.tx_id == first.payment.tx_id
+    others = [
+        _call(token, encode_transfer(to.lower(), 6 * DUSD)),
+        _call(token, encode_transfer(_recipient().lower(), 5 * DUSD)),
+        _call(token, encode_approve(to.lower(), 5 * DUSD)),
+        PaymentInput("agent_a", "hot", recipient=to, amount="5", asset="DUSD"),
+    ]
+    for other in others:
+        with pytest.raises(IdempotencyConflict):
+            world.pay.submit(other, idempotency_key="k")
+    world.pay.confirm_pending()
+    assert world.token_balance(to) == 5 * DUSD
+
+
+def test_a_call_moving_an_unregistered_token_is_refused(world: World) -> None:
+    """ERC-20 calldata to a contract that is no registered asset cannot be valued: refused
+    before anything is recorded."""
+    data = encode_transfer(_recipient().lower(), 1)
+    with pytest.raises(InvalidRequest) as raised:
+        world.pay.submit(_call(world.local.reverter_address, data), idempotency_key="unk")
+    assert (raised.value.code, raised.value.field) == ("unknown_asset", "to")
+    assert world.pay.payments.find_by_idempotency_key("agent_a", "unk") is None

@@ -8,6 +8,7 @@ small because every eth-tester transaction mines a block in Python.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,10 +30,11 @@ from treasurer.adapters.chains import (
     evm_network,
 )
 from treasurer.adapters.chains.evm_artifacts import DEMO_STABLECOIN, REVERTER, load_artifact
+from treasurer.adapters.chains.evm_errors import reason_of
 from treasurer.adapters.chains.evm_local import TESTER_ERRORS, LocalEvm
 from treasurer.adapters.chains.evm_receipts import SentLog, receipt_of
 from treasurer.adapters.chains.evm_tx import complete_fee
-from treasurer.domain.calldata import encode_transfer
+from treasurer.domain.calldata import encode_approve, encode_transfer
 from treasurer.domain.errors import InvalidRequest, NotFound
 from treasurer.service.chain_ports import (
     FeeQuote,
@@ -179,6 +181,84 @@ def test_fee_quote_is_eip1559_with_headroom(local: LocalEvm, payer: KeySigner) -
     assert fee.gas_limit == -(-estimate * 120 // 100)  # the estimate plus a 20% margin
 
 
+# -- raw contract calls -----------------------------------------------------------------------
+
+
+def test_a_raw_call_sends_the_callers_calldata_byte_for_byte(
+    local: LocalEvm, payer: KeySigner
+) -> None:
+    """A CALL of ERC-20 transfer calldata to the token moves the tokens it encodes; the
+    transaction on chain carries exactly the bytes given."""
+    chain, recipient = local.chain, _fresh()
+    data = encode_transfer(recipient.lower(), 1_250_000)
+    call = Transfer(payer.address, local.token_address, 0, kind=TransferKind.CALL, data=data)
+    assert chain.simulate(call).ok
+
+    tx_id = chain.send(call, payer, chain.quote_fee(call))
+
+    assert chain.receipt(tx_id).status is ReceiptStatus.CONFIRMED
+    assert bytes(local.w3.eth.get_transaction(HexStr(tx_id))["input"]) == data
+    assert chain.balance(recipient, local.token_address) == 1_250_000
+
+
+def test_a_raw_call_carries_its_native_value(local: LocalEvm, payer: KeySigner) -> None:
+    """The amount of a CALL is the native value sent along with the calldata."""
+    chain, target = local.chain, _fresh()
+    call = Transfer(payer.address, target, ETH // 100, kind=TransferKind.CALL, data=b"\x01\x02")
+    receipt = chain.receipt(chain.send(call, payer, chain.quote_fee(call)))
+    assert receipt.status is ReceiptStatus.CONFIRMED
+    assert chain.balance(target) == ETH // 100
+    assert chain.balance(payer.address) == ETH - ETH // 100 - receipt.fee_paid
+
+
+@pytest.mark.parametrize(
+    ("data", "value", "reason"),
+    [
+        (bytes.fromhex("deadbeef"), 0, "custom error 0x47e794ec"),  # AlwaysReverts()
+        (encode_transfer("0x" + "11" * 20, 5), 0, "Reverter: transfer always reverts"),
+        (encode_approve("0x" + "11" * 20, 5), 0, "Reverter: approve always reverts"),
+        (bytes.fromhex("deadbeef"), 1, "(no reason given)"),  # value to a non-payable fallback
+        (bytes.fromhex("deadbeef"), 5 * ETH, "insufficient funds"),
+    ],
+    ids=["custom-error", "require-transfer", "require-approve", "no-reason", "value-over-balance"],
+)
+def test_simulating_a_reverting_call_says_why(
+    local: LocalEvm, payer: KeySigner, data: bytes, value: int, reason: str
+) -> None:
+    """A call's simulation fails as a value with the contract's own reason, in words."""
+    call = Transfer(payer.address, local.reverter_address, value, kind=TransferKind.CALL, data=data)
+    simulation = local.chain.simulate(call)
+    assert not simulation.ok
+    assert simulation.error is not None and reason in simulation.error
+    if value <= ETH:
+        with pytest.raises(CallReverted, match=re.escape(reason)):
+            local.chain.quote_fee(call)
+
+
+def test_a_reverted_call_is_reported_and_its_fee_charged(local: LocalEvm, payer: KeySigner) -> None:
+    """Sent anyway, a reverting CALL is mined with status 0 and its value stays home."""
+    call = Transfer(
+        payer.address, local.reverter_address, 0, kind=TransferKind.CALL, data=b"\xde\xad\xbe\xef"
+    )
+    fee = FeeQuote(100_000 * 5 * GWEI, 100_000, 5 * GWEI, GWEI)
+    receipt = local.chain.receipt(local.chain.send(call, payer, fee))
+    assert receipt.status is ReceiptStatus.REVERTED
+    assert local.chain.balance(payer.address) == ETH - receipt.fee_paid
+
+
+def test_revert_data_is_named_in_words() -> None:
+    """Custom errors reach us as bare data (web3 over JSON-RPC) or as a bytes literal
+    (eth-tester); both are named, and ordinary messages pass through."""
+    assert reason_of(ValueError("0x47e794ec")) == "execution reverted: custom error 0x47e794ec"
+    assert reason_of(ValueError("0x47e794ec" + "00" * 32)) == (
+        "execution reverted: custom error 0x47e794ec with 32 bytes of arguments"
+    )
+    assert reason_of(ValueError("execution reverted: b''")) == (
+        "execution reverted: (no reason given)"
+    )
+    assert reason_of(ValueError("execution reverted: nope")) == "execution reverted: nope"
+
+
 # -- failures ---------------------------------------------------------------------------------
 
 
@@ -275,8 +355,38 @@ def test_send_refuses_a_signer_that_does_not_hold_the_sender(
             Transfer("0x" + "11" * 20, "0x" + "22" * 20, 1, kind=TransferKind.APPROVE),
             "approve_needs_token",
         ),
+        (Transfer("0x" + "11" * 20, "0x" + "22" * 20, 1, data=b"\x01"), "data_not_allowed"),
+        (
+            Transfer("0x" + "11" * 20, "0x" + "22" * 20, 0, kind=TransferKind.CALL),
+            "calldata_missing",
+        ),
+        (
+            Transfer(
+                "0x" + "11" * 20,
+                "0x" + "22" * 20,
+                0,
+                token="0x" + "33" * 20,
+                kind=TransferKind.CALL,
+                data=b"\x01\x02\x03\x04",
+            ),
+            "call_token_not_allowed",
+        ),
+        (
+            Transfer("0x" + "11" * 20, "0x12", 0, kind=TransferKind.CALL, data=b"\x01\x02\x03\x04"),
+            "address_invalid",
+        ),
     ],
-    ids=["short-address", "bad-checksum", "zero", "too-large", "native-approve"],
+    ids=[
+        "short-address",
+        "bad-checksum",
+        "zero",
+        "too-large",
+        "native-approve",
+        "transfer-with-data",
+        "call-without-data",
+        "call-with-token",
+        "call-bad-to",
+    ],
 )
 def test_malformed_transfers_are_refused_with_their_code(
     local: LocalEvm, transfer: Transfer, code: str

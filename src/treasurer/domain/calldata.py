@@ -101,8 +101,12 @@ def _malformed(message: str) -> InvalidRequest:
     return InvalidRequest(message, field="data", code="calldata_malformed")
 
 
-def _as_bytes(data: bytes | str) -> bytes:
-    """Accept raw bytes or hex text (with or without ``0x``); refuse anything else."""
+def calldata_bytes(data: bytes | str) -> bytes:
+    """Raw bytes from bytes or hex text (with or without ``0x``); refuse anything else.
+
+    Public so that what is decoded and what is sent come from one parse of the caller's input:
+    the bytes a decision was made on are the bytes that get signed.
+    """
     if isinstance(data, bytes | bytearray | memoryview):
         raw = bytes(data)
     elif isinstance(data, str):
@@ -131,7 +135,7 @@ def decode_call(data: bytes | str) -> Erc20Call | UnknownCall:
     Raises :class:`InvalidRequest` (``calldata_malformed``) for text that is not hex, data too
     short to hold a selector, or a known selector whose arguments are not exactly ABI-encoded.
     """
-    raw = _as_bytes(data)
+    raw = calldata_bytes(data)
     if len(raw) < _SELECTOR_BYTES:
         raise _malformed(
             f"calldata has {len(raw)} bytes; a contract call starts with a 4-byte selector"

@@ -90,11 +90,14 @@ def _split_decimal(value: object, field: str) -> tuple[str, str]:
     return match.group("int"), match.group("frac") or ""
 
 
-def parse_amount(value: object, decimals: int, *, field: str = "amount") -> BaseUnits:
+def parse_amount(
+    value: object, decimals: int, *, field: str = "amount", allow_zero: bool = False
+) -> BaseUnits:
     """Parse a decimal string in token units into base units, exactly.
 
     ``parse_amount("1.5", 6) == 1_500_000``. Raises :class:`AmountError` with a specific code
-    for every malformed, non-positive or out-of-range input.
+    for every malformed, non-positive or out-of-range input. ``allow_zero`` admits ``"0"`` for
+    the one amount that may be nothing: the native value sent along with a contract call.
     """
     int_part, frac_part = _split_decimal(value, field)
     significant_frac = frac_part.rstrip("0")
@@ -108,7 +111,7 @@ def parse_amount(value: object, decimals: int, *, field: str = "amount") -> Base
     base: int = int(int_part) * 10**decimals + (
         int(significant_frac.ljust(decimals, "0")) if decimals else 0
     )
-    if base == 0:
+    if base == 0 and not allow_zero:
         raise AmountError(
             f"{field}: {value!r} is zero; amounts must be greater than zero",
             field=field,

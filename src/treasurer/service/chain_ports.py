@@ -21,6 +21,7 @@ class ChainFamily(StrEnum):
 class TransferKind(StrEnum):
     TRANSFER = "transfer"  # native coin, or a token when ``token`` is set
     APPROVE = "approve"  # token allowance for ``recipient`` (the spender)
+    CALL = "call"  # a raw contract call: ``data`` to ``recipient`` with ``amount`` native value
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,13 @@ class Transfer:
     """A value movement to execute. ``token`` is the token address/mint; None = native coin.
 
     Amounts are base units (wei, lamports, token units x 10^decimals).
+
+    A ``CALL`` is a raw contract call: ``recipient`` is the contract, ``amount`` the native value
+    sent with it (may be zero), ``token`` is None, and ``data`` is the calldata, sent exactly as
+    the caller gave it. Why never re-encoded: the decision valued the bytes the caller sent
+    (decoded by :mod:`treasurer.domain.calldata`), so the bytes signed must be those bytes.
+    Only EVM chains execute calls; other adapters refuse them (``call_not_supported``).
+    Other kinds carry no ``data``.
     """
 
     sender: str
@@ -35,6 +43,7 @@ class Transfer:
     amount: int
     token: str | None = None
     kind: TransferKind = TransferKind.TRANSFER
+    data: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

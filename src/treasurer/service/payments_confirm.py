@@ -9,6 +9,9 @@ authorization) is on the stored payment, so a fresh process finishes what a cras
 - reverted or dropped: void first (a repeated void returns the voided authorization), then
   ``broadcast → failed``.
 
+The kind of payment does not matter here: a contract call that reverts voids its authorization
+exactly like a transfer that does, and an approval is captured at its full allowance.
+
 A crash between the two steps leaves the payment in ``broadcast``; the next run redoes the
 first step harmlessly and makes the move. The move is guarded on ``broadcast``, so racing
 confirmers make it once.

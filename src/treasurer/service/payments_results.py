@@ -20,7 +20,7 @@ from treasurer.service.chain_ports import FeeQuote, Simulation
 
 @dataclass(frozen=True, slots=True)
 class PaymentResult:
-    """What ``pay`` returns: the stored payment and the decision behind it."""
+    """What ``submit`` (and ``pay``) returns: the stored payment and the decision behind it."""
 
     payment: Payment
     decision: dict[str, object]
@@ -51,16 +51,47 @@ class PaymentPreview:
     simulation: Simulation
 
 
-def fingerprint(agent: str, wallet: Wallet, asset: Asset, amount: int, recipient: str) -> str:
-    """What idempotency compares: the request as asked, without the (changing) fee quote."""
-    canonical = [agent, wallet.id, asset.id, str(amount), normalize_address(recipient)]
+def fingerprint(
+    agent: str,
+    wallet: Wallet,
+    asset: Asset,
+    amount: int,
+    recipient: str,
+    *,
+    kind: str = "transfer",
+    to: str | None = None,
+    data: bytes = b"",
+    value: int = 0,
+) -> str:
+    """What idempotency compares: the request as asked, without the (changing) fee quote.
+
+    It covers the kind and, for the kinds that have them, the spender (``recipient`` of an
+    approve), the contract, the exact calldata and the native value, so a retry that asks for
+    something else under the same key is a conflict. A transfer hashes exactly as it did before
+    payments had kinds, so a retry that spans an upgrade still replays.
+    """
+    canonical: list[str | None] = [
+        agent,
+        wallet.id,
+        asset.id,
+        str(amount),
+        normalize_address(recipient),
+    ]
+    if kind != "transfer":
+        target = None if to is None else normalize_address(to)
+        canonical += [kind, target, data.hex(), str(value)]
     return hashlib.sha256(json.dumps(canonical).encode()).hexdigest()
 
 
-def notice_payload(payment: Payment) -> dict[str, object]:
-    """What the outbox says about a notify-tier payment (ids, amount, where it went)."""
+def notice_payload(payment: Payment, kind: str = "transfer") -> dict[str, object]:
+    """What the outbox says about a notify-tier payment (ids, kind, amount, where it went).
+
+    ``recipient`` is the counterparty that was decided: the spender of an approve, the decoded
+    token recipient of a call, or the contract of an opaque call.
+    """
     return {
         "payment": payment.id,
+        "kind": kind,
         "authorization": payment.authorization_id,
         "agent": payment.agent_id,
         "wallet": payment.wallet_id,

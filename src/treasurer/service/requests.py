@@ -68,7 +68,9 @@ def resolve(config: OrgConfig, spend: SpendInput) -> Resolved:
     kind = _kind(spend.kind)
     asset = config.find_asset(spend.asset, wallet.chain) if spend.asset else None
     if asset is not None:
-        amount = parse_amount(spend.amount, asset.decimals)
+        # Most contract calls send no native coin; their outflow is valued by the call itself.
+        zero_ok = kind is SpendKind.CONTRACT_CALL
+        amount = parse_amount(spend.amount, asset.decimals, allow_zero=zero_ok)
     elif kind is SpendKind.SIGN_MESSAGE and spend.asset is None:
         amount = 0
     else:

@@ -49,6 +49,7 @@ from treasurer.adapters.chains.evm_tx import (
     checksum_address,
     complete_fee,
     price_fee,
+    reports_success,
 )
 from treasurer.domain.calldata import decode_uint256, encode_balance_of
 from treasurer.domain.errors import InvalidRequest
@@ -192,6 +193,7 @@ class EvmChain:
     def quote_fee(self, transfer: Transfer) -> FeeQuote:
         """Estimate gas (plus margin) and price it at 2x base fee + priority fee.
 
+        A raw ``CALL`` is estimated with its own calldata and value, like any other call.
         Raises :class:`CallReverted` when the call would revert: there is nothing to quote.
         """
         return self._price(call_for(transfer))
@@ -199,8 +201,10 @@ class EvmChain:
     def simulate(self, transfer: Transfer) -> Simulation:
         """Execute the call against the latest state without sending it.
 
-        Fails (as a value) on a revert, on a native balance below the amount, and on a token
-        whose ``transfer``/``approve`` returns ``false`` instead of reverting.
+        Fails (as a value) on a revert (with the contract's reason: its ``require`` message or
+        custom error), on a native balance below the amount or call value, and on a token whose
+        ``transfer``/``transferFrom``/``approve`` returns ``false`` instead of reverting — for
+        a raw ``CALL`` too, when its calldata is one of those.
         """
         call = call_for(transfer)
         self._check_chain()
@@ -212,7 +216,7 @@ class EvmChain:
             answer = bytes(self._rpc(lambda: self._w3.eth.call(call.params())))
         except self._node_errors as exc:
             return Simulation(False, reason_of(exc))
-        if call.data and len(answer) == 32 and not any(answer):
+        if reports_success(call) and len(answer) == 32 and not any(answer):
             return Simulation(False, "the token returned false")
         return Simulation(True)
 

@@ -15,13 +15,22 @@ from eth_typing import ChecksumAddress
 from eth_utils.address import is_checksum_address, to_checksum_address
 from web3.types import TxParams, Wei
 
-from treasurer.domain.calldata import encode_approve, encode_transfer
+from treasurer.domain.calldata import (
+    APPROVE_SELECTOR,
+    TRANSFER_FROM_SELECTOR,
+    TRANSFER_SELECTOR,
+    encode_approve,
+    encode_transfer,
+)
 from treasurer.domain.errors import AmountError, InvalidRequest
 from treasurer.domain.money import MAX_UINT256
 from treasurer.service.chain_ports import FeeQuote, Transfer, TransferKind
 
 _ADDRESS = re.compile(r"0[xX][0-9a-fA-F]{40}")
 NATIVE_TRANSFER_GAS: Final = 21_000
+_FLAG_SELECTORS: Final = frozenset(
+    s.removeprefix("0x") for s in (TRANSFER_SELECTOR, TRANSFER_FROM_SELECTOR, APPROVE_SELECTOR)
+)
 
 
 def checksum_address(address: str, field: str) -> ChecksumAddress:
@@ -64,14 +73,18 @@ class EvmCall:
 
 
 def call_for(transfer: Transfer) -> EvmCall:
-    """The call that carries out ``transfer``: a value send, or an ERC-20 transfer/approve.
+    """The call that carries out ``transfer``: a value send, an ERC-20 transfer/approve, or a
+    raw contract call whose calldata is passed through untouched.
 
-    Approvals may be zero (that revokes an allowance); transfers must move something.
+    Approvals may be zero (that revokes an allowance), and so may a call's native value;
+    transfers must move something. Only a ``CALL`` carries ``data``: for the other kinds the
+    calldata is ours to encode, and a stray ``data`` means the caller meant something else.
     """
+    is_call = transfer.kind is TransferKind.CALL
     sender = checksum_address(transfer.sender, "sender")
-    recipient = checksum_address(transfer.recipient, "recipient")
+    recipient = checksum_address(transfer.recipient, "to" if is_call else "recipient")
     amount = transfer.amount
-    lowest = 0 if transfer.kind is TransferKind.APPROVE else 1
+    lowest = 1 if transfer.kind is TransferKind.TRANSFER else 0
     if amount < lowest:
         code = "amount_negative" if amount < 0 else "amount_zero"
         raise AmountError(f"amount: {amount} is below {lowest}", field="amount", code=code)
@@ -80,6 +93,15 @@ def call_for(transfer: Transfer) -> EvmCall:
             "amount: beyond the largest on-chain amount (2^256-1 base units)",
             field="amount",
             code="amount_too_large",
+        )
+    if is_call:
+        return _raw_call(transfer, sender, recipient)
+    if transfer.data:
+        raise InvalidRequest(
+            f"a {transfer.kind.value} carries no calldata (Treasurer encodes it); send raw "
+            "calldata as a call",
+            field="data",
+            code="data_not_allowed",
         )
     if transfer.token is None:
         if transfer.kind is TransferKind.APPROVE:
@@ -93,6 +115,32 @@ def call_for(transfer: Transfer) -> EvmCall:
     if transfer.kind is TransferKind.APPROVE:
         return EvmCall(sender, token, 0, encode_approve(recipient.lower(), amount))
     return EvmCall(sender, token, 0, encode_transfer(recipient.lower(), amount))
+
+
+def _raw_call(transfer: Transfer, sender: ChecksumAddress, to: ChecksumAddress) -> EvmCall:
+    """A ``CALL``: the caller's bytes to ``to``, with the native value in ``amount``."""
+    if transfer.token is not None:
+        raise InvalidRequest(
+            "a call names its contract in the recipient; it has no token",
+            field="token",
+            code="call_token_not_allowed",
+        )
+    if not transfer.data:
+        raise InvalidRequest(
+            "a call needs calldata; a plain value send is a transfer",
+            field="data",
+            code="calldata_missing",
+        )
+    return EvmCall(sender, to, transfer.amount, bytes(transfer.data))
+
+
+def reports_success(call: EvmCall) -> bool:
+    """Whether the call is an ERC-20 ``transfer``/``transferFrom``/``approve``, whose ``bool``
+    return value says if it worked: some tokens return ``false`` instead of reverting.
+
+    Any other call's return value means whatever its contract says, so it is not read.
+    """
+    return call.data[:4].hex() in _FLAG_SELECTORS
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,9 @@ from typing import Final
 from solders.instruction import Instruction
 from solders.pubkey import Pubkey
 
-from treasurer.domain.errors import AmountError
+from treasurer.domain.errors import AmountError, InvalidRequest
 from treasurer.domain.spl import MAX_U64
+from treasurer.service.chain_ports import Transfer, TransferKind
 
 #: The base fee Solana charges per signature (``lamports_per_signature``).
 LAMPORTS_PER_SIGNATURE: Final = 5_000
@@ -48,4 +49,21 @@ def check_amount(amount: int, *, allow_zero: bool) -> None:
             "amount exceeds the u64 range of Solana amounts",
             field="amount",
             code="amount_too_large",
+        )
+
+
+def check_kind(transfer: Transfer) -> None:
+    """Solana moves SOL and SPL tokens and sets allowances; it has no raw ``CALL``.
+
+    Why refuse rather than ignore: a ``CALL`` names its contract as the recipient and its native
+    value as the amount, so a planner that did not look at the kind would turn it into a SOL
+    transfer of that value. The payment service refuses calls on Solana before they get here;
+    this is the adapter's own guard.
+    """
+    if transfer.kind is TransferKind.CALL or transfer.data:
+        raise InvalidRequest(
+            "contract calls with calldata are EVM-only; on Solana, pay with a transfer or an "
+            "approve",
+            field="kind",
+            code="call_not_supported",
         )
