@@ -1,8 +1,10 @@
 """A real ``treasurer serve`` process on a loopback port, driven by the SDK and the CLI.
 
-The server is started once for the module: ``treasurer init`` in a temporary data directory,
-then ``treasurer serve`` on a free port, waited for on ``/health`` (bounded). It is stopped in
-a ``finally`` through its own process handle only (terminate, bounded wait, then kill).
+Two servers are started, each once for the module: ``treasurer init`` (and ``init --demo``
+for the custodial one) in a temporary data directory, then ``treasurer serve`` on a free port,
+waited for on ``/health`` (bounded). Each is stopped in a ``finally`` through its own process
+handle only (terminate, bounded wait, then kill). The vault's scrypt cost is lowered with
+``TREASURER_VAULT_SCRYPT_N`` so start-up does not spend seconds deriving keys.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,9 @@ pytestmark = pytest.mark.slow
 TREASURER = [sys.executable, "-m", "treasurer.bootstrap.cli"]
 STARTUP_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
+CONFIRM_TIMEOUT_S = 10.0
+EVM_SHOP = "0x9999999999999999999999999999999999999999"
+SOLANA_SHOP = "9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin"
 
 
 @dataclass(frozen=True)
@@ -86,23 +92,29 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=STOP_TIMEOUT_S)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """``treasurer init`` + ``treasurer serve`` in a fresh data directory on a free port."""
-    root = tmp_path_factory.mktemp("serve")
-    port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"TREASURER_DATABASE_URL", "TREASURER_URL", "TREASURER_KEY"}
-    }
-    env |= {
+def server_env(root: Path, port: int) -> dict[str, str]:
+    """This environment without any ``TREASURER_*`` of the caller, plus the test server's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TREASURER_")}
+    return env | {
         "TREASURER_DATA_DIR": str(root / "data"),
         "TREASURER_HOST": "127.0.0.1",
         "TREASURER_PORT": str(port),
+        "TREASURER_VAULT_SCRYPT_N": "16",
     }
+
+
+@contextmanager
+def running_server(root: Path, *init_args: str) -> Iterator[Server]:
+    """``treasurer init [init_args]`` + ``treasurer serve`` in ``root`` on a free port."""
+    port = free_port()
+    env = server_env(root, port)
     init = subprocess.run(
-        [*TREASURER, "init"], env=env, cwd=root, capture_output=True, timeout=60, check=False
+        [*TREASURER, "init", *init_args],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     assert init.returncode == 0, init.stderr.decode()
     token = (root / "data" / "admin.key").read_text(encoding="utf-8").strip()
@@ -114,11 +126,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         try:
             url = f"http://127.0.0.1:{port}"
             wait_for_health(url, process, log_path)
-            with treasurer.connect(url, token) as admin:
-                assert admin.apply(cross_wallet_org()).applied
             yield Server(url, token, env, root)
         finally:
             stop(process)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A governance server with the cross-wallet org."""
+    with running_server(tmp_path_factory.mktemp("serve")) as running:
+        with treasurer.connect(running.url, running.admin_token) as admin:
+            assert admin.apply(cross_wallet_org()).applied
+        yield running
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """What ``make run`` starts: ``init --demo``, then serve with the embedded chains."""
+    with running_server(tmp_path_factory.mktemp("demo"), "--demo") as running:
+        yield running
 
 
 def test_the_cross_wallet_denial_end_to_end(server: Server) -> None:
@@ -162,3 +188,46 @@ def test_the_cli_against_the_running_server(server: Server) -> None:
     refused = server.cli("wallets", "list", "--key", "tsk_wrong")
     assert refused.returncode == 5
     assert "admin.key" in " ".join(refused.stderr.split())
+
+
+def test_make_run_pays_from_the_custodial_demo_wallets(demo_server: Server) -> None:
+    """The demo agent pays from its custodial wallets on both embedded chains over HTTP; the
+    server's own confirmation thread captures what landed, and budgets count it."""
+    sessions = json.loads((demo_server.cwd / "data" / "demo-sessions.json").read_text())
+    log = (demo_server.cwd / "serve.log").read_text()
+    assert "Custodial payments: on (evm-local, solana-local)" in log
+    assert "Dev faucet funded the custodial wallets (1 on evm-local, 1 on solana-local)" in log
+    with treasurer.connect(demo_server.url, sessions["procurement_bot"]) as agent:
+        evm = agent.pay(wallet="pb-evm-local", amount="25.00", asset="DUSD", recipient=EVM_SHOP)
+        solana = agent.pay(
+            wallet="pb-solana-local", amount="150.00", asset="DUSD", recipient=SOLANA_SHOP
+        )
+        denied = agent.pay(
+            wallet="pb-solana-local", amount="250.00", asset="DUSD", recipient=SOLANA_SHOP
+        )
+        assert (evm.state, evm.tier) == ("broadcast", "instant")
+        assert (solana.state, solana.tier) == ("broadcast", "notify")
+        assert denied.state == "denied"
+        deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+        while time.monotonic() < deadline:
+            states = {agent.payment(p.id).state for p in (evm, solana)}
+            if states == {"confirmed"}:
+                break
+            time.sleep(0.1)
+        assert states == {"confirmed"}
+    with treasurer.connect(demo_server.url, demo_server.admin_token) as admin:
+        (row,) = admin.spend(by="agent")
+        assert (row.group, row.captured_usd) == ("procurement_bot", "175.00")
+
+
+def test_serve_refuses_several_workers_with_embedded_chains(tmp_path: Path) -> None:
+    """Embedded chains live in one process: several workers would each see another chain, so
+    serve stops at once with a message naming both settings (exit code 2, no traceback)."""
+    env = server_env(tmp_path, free_port()) | {"TREASURER_WORKERS": "2"}
+    refused = subprocess.run(
+        [*TREASURER, "serve"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert refused.returncode == 2
+    err = " ".join(refused.stderr.split())
+    assert "[settings_invalid] TREASURER_WORKERS=2 cannot run with the embedded chains" in err
+    assert "TREASURER_CHAINS" in err and "Traceback" not in err

@@ -1,0 +1,211 @@
+"""``treasurer serve``: the HTTP API, the expiry sweeper and the payment confirmer.
+
+One worker (the default): this process builds the chains and unlocks the vault once, and the
+HTTP app and the confirmation thread share those very objects. That is required, not just
+cheaper, for the embedded chains, whose whole state is this process's memory.
+
+``TREASURER_WORKERS`` > 1: uvicorn runs that many worker processes, each building its own app,
+chains and vault (:func:`worker_app`), and this process only sweeps expired authorizations and
+confirms broadcast payments (with chains of its own and no keys). Embedded chains cannot be
+shared between processes, so that combination is refused with a message naming both settings.
+
+Custodial payments are on when ``TREASURER_CHAINS`` names at least one network and a vault
+passphrase is configured; otherwise the node serves governance only and says so at start.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from treasurer.adapters.sql.payment_store import SqlPaymentStore
+from treasurer.adapters.vault import FileVault
+from treasurer.bootstrap import EmbeddedGovernance, build_app, open_governance, open_payments
+from treasurer.bootstrap.chains import NodeChains, build_chains, fund_dev_wallets
+from treasurer.bootstrap.custody import has_passphrase, open_vault
+from treasurer.service.chain_registry import ChainRegistry
+from treasurer.service.payments import PaymentService
+from treasurer.service.payments_confirm import PaymentConfirmer
+from treasurer.settings import CHAINS_ENV, Settings, SettingsInvalid
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+log = logging.getLogger("treasurer.serve")
+#: How long shutdown waits for a background loop to finish its current tick.
+STOP_TIMEOUT_S: Final = 10.0
+#: A loop that keeps failing logs again at most this often (a dead RPC node, every 0.5 s).
+FAILURE_LOG_INTERVAL_S: Final = 60.0
+
+
+@dataclass
+class Custodial:
+    """The payment pipeline of this process and what it was built from."""
+
+    chains: NodeChains
+    vault: FileVault
+    payments: PaymentService
+
+    def close(self) -> None:
+        """Drop the unlocked keys (the chains need no closing)."""
+        self.vault.close()
+
+
+def open_custodial(
+    settings: Settings, governance: EmbeddedGovernance, *, fund: bool
+) -> tuple[Custodial | None, list[str]]:
+    """Unlock the vault, build the chains and the pipeline over ``governance``.
+
+    ``None`` (with the reason) when the node has no chains or no passphrase. A passphrase that
+    does not open the vault raises ``VaultLocked``: starting without keys the operator meant
+    to use would hide the mistake until the first payment. With ``fund``, custodial wallets on
+    embedded chains get dev money (see :func:`fund_dev_wallets`).
+    """
+    if not settings.chains:
+        return None, [f"Custodial payments: off ({CHAINS_ENV}=none); governance mode only."]
+    if not has_passphrase(settings):
+        return None, [
+            "Custodial payments: off (no vault passphrase: run `treasurer init`, or set "
+            "TREASURER_VAULT_PASSPHRASE); governance mode only."
+        ]
+    vault = open_vault(settings)
+    try:
+        chains = build_chains(settings.chains)
+        payments = open_payments(governance, chains.chains, vault)
+        keys = len(vault.addresses())
+        lines = [
+            f"Custodial payments: on ({', '.join(chains.chains)}); vault "
+            f"{settings.vault_dir.resolve()} unlocked ({keys} keys, held in memory)."
+        ]
+        if fund:
+            lines.extend(fund_dev_wallets(chains, governance.cache.peek()))
+    except BaseException:
+        vault.close()
+        raise
+    return Custodial(chains, vault, payments), lines
+
+
+def _confirmer_only(
+    settings: Settings, governance: EmbeddedGovernance
+) -> tuple[PaymentConfirmer | None, list[str]]:
+    """For the parent of several workers: receipts need chains, never keys.
+
+    The vault is opened once and closed at once, so a wrong passphrase stops the start here
+    rather than in every worker.
+    """
+    if not settings.chains or not has_passphrase(settings):
+        return None, ["Custodial payments: off (no chains or no vault passphrase)."]
+    open_vault(settings).close()
+    chains = build_chains(settings.chains)
+    store = SqlPaymentStore(governance.sql.db)
+    line = f"Custodial payments: on ({', '.join(chains.chains)}); each worker unlocks the vault."
+    return PaymentConfirmer(governance, store, ChainRegistry(chains.chains)), [line]
+
+
+def run_every(
+    interval_s: float, stop: threading.Event, action: Callable[[], object], what: str
+) -> threading.Thread:
+    """Run ``action`` every ``interval_s`` until ``stop``; a failure is logged and the action
+    retried on the next tick (a repeating failure is logged once a minute, not every tick)."""
+
+    def loop() -> None:
+        logged_at: float | None = None
+        while not stop.wait(interval_s):
+            try:
+                action()
+            except Exception:
+                now = time.monotonic()
+                if logged_at is None or now - logged_at >= FAILURE_LOG_INTERVAL_S:
+                    log.exception("%s failed; retrying every %gs", what, interval_s)
+                    logged_at = now
+            else:
+                if logged_at is not None:
+                    log.warning("%s works again", what)
+                    logged_at = None
+
+    thread = threading.Thread(target=loop, name=f"treasurer-{what}", daemon=True)
+    thread.start()
+    return thread
+
+
+def serve(settings: Settings) -> None:
+    """Run the HTTP API on ``settings.host:settings.port`` until interrupted."""
+    import uvicorn  # noqa: PLC0415 - only the server needs it
+
+    embedded = settings.embedded_chains
+    if settings.workers > 1 and embedded:
+        raise SettingsInvalid(
+            f"TREASURER_WORKERS={settings.workers} cannot run with the embedded chains "
+            f"({', '.join(embedded)}): each lives in one process's memory, so every worker "
+            f"would see a different chain. Set TREASURER_WORKERS=1, or set {CHAINS_ENV} to RPC "
+            f"networks only (e.g. {CHAINS_ENV}=anvil=http://127.0.0.1:8545), or to 'none'.",
+            field="TREASURER_WORKERS",
+        )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("treasurer").setLevel(logging.INFO)
+    governance = open_governance(settings.effective_database_url)  # migrates once, here
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    custodial: Custodial | None = None
+    try:
+        confirm: Callable[[], object] | None = None
+        if settings.workers > 1:
+            confirmer, lines = _confirmer_only(settings, governance)
+            if confirmer is not None:
+                confirm = confirmer.confirm_pending
+        else:
+            custodial, lines = open_custodial(settings, governance, fund=True)
+            if custodial is not None:
+                confirm = custodial.payments.confirm_pending
+        for line in lines:
+            print(line, flush=True)
+        threads.append(
+            run_every(
+                settings.expiry_sweep_interval_s, stop, governance.expire_stale, "expiry-sweep"
+            )
+        )
+        if confirm is not None:
+            threads.append(run_every(settings.confirm_interval_s, stop, confirm, "confirmation"))
+        workers = f" ({settings.workers} workers)" if settings.workers > 1 else ""
+        print(f"Treasurer listening on http://{settings.host}:{settings.port}{workers}", flush=True)
+        options: dict[str, object] = {
+            "host": settings.host,
+            "port": settings.port,
+            "log_level": "warning",
+            "access_log": False,
+        }
+        if settings.workers > 1:
+            uvicorn.run(
+                "treasurer.bootstrap.server:worker_app",
+                factory=True,
+                workers=settings.workers,
+                **options,  # type: ignore[arg-type]
+            )
+        else:
+            payments = None if custodial is None else custodial.payments
+            app = build_app(settings.effective_database_url, payments=payments)
+            uvicorn.run(app, **options)  # type: ignore[arg-type]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(STOP_TIMEOUT_S)
+        if custodial is not None:
+            custodial.close()
+        governance.close()
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process (settings from the environment, like the parent's).
+
+    Each worker unlocks the vault and connects to the RPC chains itself; the parent refused
+    embedded chains before starting any worker, and it runs the only confirmer.
+    """
+    settings = Settings.from_env()
+    governance = open_governance(settings.effective_database_url)
+    custodial, _lines = open_custodial(settings, governance, fund=False)
+    payments = None if custodial is None else custodial.payments
+    return build_app(settings.effective_database_url, payments=payments)
