@@ -34,23 +34,33 @@ from treasurer.domain.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from treasurer.bootstrap import EmbeddedGovernance
     from treasurer.sdk import connect, connect_async
+    from treasurer.service.chain_ports import Chain, Vault
     from treasurer.service.ports import Clock
 
 __version__ = "0.1.0"
 
 
 def open(
-    database_url: str, *, clock: Clock | None = None, migrate: bool = True
+    database_url: str,
+    *,
+    clock: Clock | None = None,
+    migrate: bool = True,
+    chains: Mapping[str, Chain] | None = None,
+    vault: Vault | None = None,
 ) -> EmbeddedGovernance:
     """Open the embedded governance API on a ``sqlite:///`` or ``postgresql://`` URL.
 
-    Imported lazily so ``import treasurer`` stays light for code that only needs the errors.
+    With ``chains`` (network name → chain adapter) and a ``vault``, ``pay`` works in-process
+    too (custodial mode); without them it raises ``payments_not_configured``. Imported lazily
+    so ``import treasurer`` stays light for code that only needs the errors.
     """
     from treasurer.bootstrap import open_governance  # noqa: PLC0415
 
-    return open_governance(database_url, clock=clock, migrate=migrate)
+    return open_governance(database_url, clock=clock, migrate=migrate, chains=chains, vault=vault)
 
 
 def __getattr__(name: str) -> object:
