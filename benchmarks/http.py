@@ -328,7 +328,7 @@ class HttpResults:
     repeats: list[Repeat]
 
     def median(self, attribute: str) -> float:
-        return statistics.median(getattr(r, attribute) for r in self.repeats)
+        return float(statistics.median(getattr(r, attribute) for r in self.repeats))
 
     def spread(self, attribute: str, unit: str, digits: int) -> str:
         """``median unit`` and, over several runs, ``(min to max)``."""

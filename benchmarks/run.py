@@ -2,35 +2,59 @@
 
 Each figure is the median (by throughput) of ``--repeats`` runs; the machine is shared and
 noisy, so compare figures within one report, as ratios where possible.
+
+Suites: ``inprocess`` (``authorize`` in-process, SQLite and PostgreSQL), ``http`` (a real
+``treasurer serve``), ``vault`` (unlock against signing) and ``payments`` (custodial payments on
+anvil). ``--suite all`` (what ``make bench`` runs) rewrites the whole report. ``--suite NAME``
+re-measures one suite and replaces only its section of the existing report, keeping the others
+as they were: each section starts with its own heading and carries a line saying when and by
+which command it was measured, so a report assembled from several runs still says where every
+figure comes from.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import http, inprocess, vault
+from benchmarks import http, inprocess, payments, vault
 from benchmarks.common import Latency, machine
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+SUITES = ("inprocess", "http", "vault", "payments")
+#: The heading each suite's section starts with (and nothing else's does).
+HEADINGS = {
+    "inprocess": "## In-process `authorize`",
+    "http": "## HTTP `POST /v1/authorizations`",
+    "vault": "## Key vault",
+    "payments": "## Custodial payments",
+}
+_PROVENANCE = "_Measured "
+_LEGACY_GENERATED = re.compile(
+    r"^Generated (?P<when>.+? UTC) by `(?P<command>[^`]+)` in (?P<took>\d+) s\.$"
+)
+_LEGACY_LOAD = re.compile(r"load average at the end of the run: (?P<load>[\d., ]+?)\.$")
 
 
 def _row(label: str, result: Latency, aim: str = "") -> str:
     return f"| {label} | {result.per_s:,.0f} | {result.p50_ms:.2f} | {result.p99_ms:.2f} | {aim} |"
 
 
-def header(command: str, took_s: float) -> list[str]:
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+def header() -> list[str]:
     return [
         "# Benchmarks",
         "",
-        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `{command}` in {took_s:.0f} s.",
+        "`make bench` measures every section below and rewrites this file;",
+        "`python -m benchmarks.run --suite NAME` re-measures one section and keeps the others.",
+        "Each section says when, and by which command, its figures were measured.",
         "",
-        f"Machine: {machine()}; load average at the end of the run: {load}.",
+        f"Machine: {machine()}.",
         "",
         "Figures are the median run (by throughput) of repeated runs on a shared, noisy",
         "machine; the load generator runs on the same cores as the code under test.",
@@ -38,13 +62,17 @@ def header(command: str, took_s: float) -> list[str]:
     ]
 
 
-def render(results: dict[str, dict[str, object]], command: str, took_s: float) -> str:
-    return "\n".join(header(command, took_s) + render_inprocess(results)) + "\n"
+def provenance(command: str, took_s: float) -> str:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{_PROVENANCE}{datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `{command}` in {took_s:.0f} s; "
+        f"load average at the end: {load}._"
+    )
 
 
 def render_inprocess(results: dict[str, dict[str, object]]) -> list[str]:
     lines = [
-        "## In-process `authorize`, four covering budgets (wallet, agent, department, org)",
+        f"{HEADINGS['inprocess']}, four covering budgets (wallet, agent, department, org)",
         "",
         "Each client is a thread calling `gov.authorize(...)` for its own agent and wallet;",
         "all spends share the department and org budget rows.",
@@ -62,12 +90,63 @@ def render_inprocess(results: dict[str, dict[str, object]]) -> list[str]:
             lines.append(_row(f"{backend}, {clients}", result, aim))
     lines += ["", "## Overspend check", ""]
     for backend, figures in results.items():
-        allowed, reserved = figures["overspend"]  # type: ignore[misc]
+        overspend = figures["overspend"]
+        assert isinstance(overspend, tuple)
+        allowed, reserved = overspend
         lines.append(
             f"- {backend}: 64 clients x 4 tries of $7 against a $1,000 org budget: "
             f"{allowed} allowed, ${reserved} reserved (exactly 142 fit: $994)."
         )
     return lines
+
+
+# -- assembling the report ------------------------------------------------------------------
+
+
+def split_report(text: str) -> dict[str, list[str]]:
+    """The existing report's sections by suite (each from its heading to the next suite's).
+
+    A report written before sections carried their own provenance line gets one here, made
+    from its old ``Generated … by `make bench` …`` header line, so kept figures stay dated.
+    """
+    sections: dict[str, list[str]] = {}
+    legacy: str | None = None
+    current: str | None = None
+    for line in text.splitlines():
+        generated = _LEGACY_GENERATED.match(line)
+        if current is None and generated:
+            legacy = f"{_PROVENANCE}{generated['when']} by `{generated['command']}` (all suites"
+            legacy += f" in {generated['took']} s)"
+        load = _LEGACY_LOAD.search(line)
+        if current is None and load and legacy is not None:
+            legacy += f"; load average at the end: {load['load']}"
+        owner = next((s for s, h in HEADINGS.items() if line.startswith(h)), None)
+        if owner is not None:
+            current = owner
+            sections[current] = []
+        if current is not None:
+            sections[current].append(line)
+    if legacy is not None:
+        for lines in sections.values():
+            if not any(line.startswith(_PROVENANCE) for line in lines):
+                lines[1:1] = ["", legacy + "._"]
+    for lines in sections.values():
+        while lines and not lines[-1].strip():
+            lines.pop()
+    return sections
+
+
+def stamped(section: list[str], command: str, took_s: float) -> list[str]:
+    """``section`` with its provenance line under its heading."""
+    return [section[0], "", provenance(command, took_s), *section[1:]]
+
+
+def assemble(sections: dict[str, list[str]]) -> str:
+    body: list[str] = []
+    for suite in SUITES:
+        if suite in sections:
+            body += [*([""] if body else []), *sections[suite]]
+    return "\n".join(header() + body) + "\n"
 
 
 def main() -> None:
@@ -77,33 +156,53 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
     parser.add_argument(
         "--suite",
-        choices=("all", "inprocess", "http", "vault"),
+        choices=("all", *SUITES),
         default="all",
-        help="in-process authorize, HTTP against `treasurer serve`, the key vault, or all",
+        help="in-process authorize, HTTP against `treasurer serve`, the key vault, custodial "
+        "payments on anvil, or all (rewrites the report; one suite replaces its section only)",
     )
     args = parser.parse_args()
     pg = os.environ.get("TREASURER_BENCH_POSTGRES_URL", DEFAULT_PG)
-    started = time.perf_counter()
-    lines: list[str] = []
-    if args.suite in ("all", "inprocess"):
-        lines += render_inprocess(inprocess.run(pg or None, args.repeats, args.quick))
-    http_results = None
-    if args.suite in ("all", "http"):
-        http_results = http.run(args.repeats, args.quick)
-        section = http.render(http_results, args.quick)
-        lines += ["", *section] if lines else section
-    if args.suite in ("all", "vault"):
-        section = vault.render(vault.run(quick=args.quick))
-        lines += ["", *section] if lines else section
-    command = "make bench" if not args.quick else "python -m benchmarks.run --quick"
-    if args.suite != "all":
+    if args.suite == "all":
+        command = "make bench" if not args.quick else "python -m benchmarks.run --quick"
+    else:
+        command = "python -m benchmarks.run" + (" --quick" if args.quick else "")
         command += f" --suite {args.suite}"
-    text = "\n".join(header(command, time.perf_counter() - started) + lines) + "\n"
+    failures: list[str] = []
+
+    def measure_http() -> list[str]:
+        results = http.run(args.repeats, args.quick)
+        if not results.overspend_ok:
+            failures.append("HTTP overspend check failed: see the report")
+        return http.render(results, args.quick)
+
+    def measure_payments() -> list[str]:
+        results = payments.run(args.repeats, args.quick)
+        if not payments.ok(results):
+            failures.append("payments: a payment was not confirmed, or the ledger disagreed")
+        return payments.render(results)
+
+    measures: dict[str, Callable[[], list[str]]] = {
+        "inprocess": lambda: render_inprocess(inprocess.run(pg or None, args.repeats, args.quick)),
+        "http": measure_http,
+        "vault": lambda: vault.render(vault.run(quick=args.quick)),
+        "payments": measure_payments,
+    }
+    selected = SUITES if args.suite == "all" else (args.suite,)
+    if "payments" in selected and not payments.ANVIL.exists():  # fail before, not after, the rest
+        sys.exit(f"the payments suite needs anvil ({payments.ANVIL}): run `npm install` first")
+    keep = args.suite != "all" and args.out.exists()
+    sections = split_report(args.out.read_text(encoding="utf-8")) if keep else {}
+    for suite in selected:
+        started = time.perf_counter()
+        section = measures[suite]()
+        sections[suite] = stamped(section, command, time.perf_counter() - started)
+    text = assemble(sections)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(text)
-    if http_results is not None and not http_results.overspend_ok:
-        sys.exit("HTTP overspend check failed: see the report")
+    if failures:
+        sys.exit("; ".join(failures))
 
 
 if __name__ == "__main__":
