@@ -46,7 +46,7 @@ fmt: $(STAMP) ## Format and autofix
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-bench: $(STAMP) ## Run the benchmarks and write docs/benchmarks.md
+bench: $(STAMP) $(NODE_STAMP) ## Run the benchmarks and write docs/benchmarks.md
 	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md
 
 clean: ## Remove the virtualenv and caches

@@ -531,3 +531,16 @@ def test_an_unreachable_node_is_a_transient_error() -> None:
     with pytest.raises(ChainUnavailable) as caught:
         offline.balance(_fresh())
     assert caught.value.transient
+
+
+def test_node_failures_are_told_apart_from_reverts() -> None:
+    """A node that cannot answer (rate limit, pruned state) is transient, not a revert."""
+    from web3.exceptions import ContractLogicError, Web3RPCError  # noqa: PLC0415
+
+    from treasurer.adapters.chains.evm import is_revert  # noqa: PLC0415
+
+    assert is_revert(ContractLogicError("execution reverted: no"))
+    assert is_revert(Web3RPCError("execution reverted"))
+    assert is_revert(Web3RPCError("insufficient funds for gas * price + value"))
+    assert not is_revert(Web3RPCError("429 Too Many Requests: rate limit exceeded"))
+    assert not is_revert(Web3RPCError("BlockOutOfRangeError: block 12 pruned"))

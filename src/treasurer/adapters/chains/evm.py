@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Final, TypeVar
 
@@ -77,7 +78,15 @@ TRANSPORT_ERRORS: Final[tuple[type[BaseException], ...]] = (
 #: Errors a node (or eth-tester) raises when a call reverts or a transaction is refused.
 NODE_ERRORS: Final[tuple[type[BaseException], ...]] = (ContractLogicError, Web3RPCError)
 _NONCE_CONFLICT = re.compile(r"nonce too low|invalid transaction nonce|nonce.*already", re.I)
-_SEND_ATTEMPTS: Final = 2  # one retry, only when another writer took our nonce
+#: What a node says when a call cannot succeed (as opposed to the node itself failing).
+_CANNOT_SUCCEED = re.compile(
+    r"revert|insufficient funds|out of gas|gas required exceeds|invalid opcode|exceeds allowance"
+    r"|exceeds balance",
+    re.I,
+)
+_SEND_ATTEMPTS: Final = 2
+#: Seconds a base fee and priority tip read from the node are reused by fee quotes.
+FEE_MARKET_CACHE_S: Final = 1.0  # one retry, only when another writer took our nonce
 
 
 class EvmChain:
@@ -87,6 +96,10 @@ class EvmChain:
     the first use); when omitted, the node's id is trusted (embedded chains).
     ``node_errors``: extra exception types the provider raises for reverts and refusals
     (eth-tester raises its own).
+    ``fee_cache_s``: how long the base fee and priority tip read from the node are reused.
+    Quotes price gas at twice the base fee, which covers far more than a second of base-fee
+    movement, and a quote only bounds what a send may cost; reading the fee market once per
+    payment would add two round trips to each.
     """
 
     def __init__(
@@ -99,6 +112,7 @@ class EvmChain:
         confirmations: int = 1,
         node_errors: tuple[type[BaseException], ...] = (),
         nonces: NonceAllocator | None = None,
+        fee_cache_s: float = FEE_MARKET_CACHE_S,
     ) -> None:
         if confirmations < 1:
             raise ValueError("confirmations counts the including block, so it is at least 1")
@@ -112,6 +126,9 @@ class EvmChain:
         self._node_errors = NODE_ERRORS + node_errors
         self._nonces = nonces or NonceAllocator(self._pending_count)
         self._sent = SentLog()
+        self._fee_cache_s = fee_cache_s
+        self._fee_lock = threading.Lock()
+        self._fee_market_cache: tuple[float, int, int] | None = None  # (read at, base fee, tip)
 
     @classmethod
     def over_rpc(
@@ -138,8 +155,13 @@ class EvmChain:
             request_kwargs={"timeout": timeout_s},
             exception_retry_configuration=retry,
         )
+        w3 = Web3(provider)
+        # web3's validation middleware asks the node for eth_chainId before every call it
+        # checks; this adapter verifies the chain id once itself (``chain_id``), so the
+        # middleware only doubles the round trips of a gas estimate.
+        w3.middleware_onion.remove("validation")
         return cls(
-            Web3(provider),
+            w3,
             network=network,
             chain_id=chain_id,
             fees=fees,
@@ -297,12 +319,30 @@ class EvmChain:
 
     def _price(self, call: EvmCall) -> FeeQuote:
         self._check_chain()
-        return price_fee(self._estimate(call), self._base_fee(), self._priority_fee(), self._fees)
+        base_fee, tip = self._fee_market()
+        return price_fee(self._estimate(call), base_fee, tip, self._fees)
+
+    def _fee_market(self) -> tuple[int, int]:
+        """The base fee and priority tip, read at most once per ``fee_cache_s``."""
+        with self._fee_lock:
+            cached = self._fee_market_cache
+            now = time.monotonic()
+            if cached is not None and now - cached[0] < self._fee_cache_s:
+                return cached[1], cached[2]
+        base_fee, tip = self._base_fee(), self._priority_fee()
+        with self._fee_lock:
+            self._fee_market_cache = (time.monotonic(), base_fee, tip)
+        return base_fee, tip
 
     def _estimate(self, call: EvmCall) -> int:
         try:
             return self._rpc(lambda: self._w3.eth.estimate_gas(call.params()))
         except self._node_errors as exc:
+            if not is_revert(exc):
+                raise ChainUnavailable(
+                    f"{self._network} could not estimate gas for the call from {call.sender} "
+                    f"to {call.to}: {reason_of(exc)}; try again"
+                ) from exc
             raise CallReverted(
                 f"on {self._network}, the call from {call.sender} to {call.to} would revert: "
                 f"{reason_of(exc)}"
@@ -330,3 +370,14 @@ class EvmChain:
             raise ChainUnavailable(
                 f"the {self._network} node did not answer: {reason_of(exc)}"
             ) from exc
+
+
+def is_revert(exc: BaseException) -> bool:
+    """Whether a node error means the call itself cannot succeed (a revert, too few funds),
+    rather than the node failing to answer (rate limit, pruned state, internal error): the
+    first is the caller's problem, the second is worth a retry."""
+    if isinstance(exc, ContractLogicError):
+        return True
+    if isinstance(exc, Web3RPCError):
+        return bool(_CANNOT_SUCCEED.search(str(exc)))
+    return True  # eth-tester's own errors are execution failures

@@ -61,6 +61,7 @@ class LocalEvm:
             chain_id=EVM_LOCAL_CHAIN_ID,
             fees=fees,
             node_errors=TESTER_ERRORS,
+            fee_cache_s=0.0,  # in-process reads are cheap, and every transaction mines a block
         )
         self._owner: ChecksumAddress = self.w3.eth.accounts[0]
         self._faucet_lock = threading.Lock()
