@@ -11,6 +11,10 @@
     else:
         print(result.codes, [r.message for r in result.reasons])
 
+    paid = gov.pay(wallet="hot", recipient="0x…", amount="25.00", asset="USDC")  # custodial
+    while not gov.payment(paid.id).done:  # broadcast → confirmed (or failed)
+        time.sleep(1)
+
     async with treasurer.connect_async(url, token) as gov:
         decision = await gov.check(wallet="w2", amount="499.00", asset="USDC")
 
@@ -39,7 +43,13 @@ from __future__ import annotations
 import httpx
 
 from treasurer.sdk_async import AsyncClient
-from treasurer.sdk_common import AuthorizationResult, Decision, RetryPolicy
+from treasurer.sdk_common import (
+    AuthorizationResult,
+    Decision,
+    PaymentPreview,
+    PaymentResult,
+    RetryPolicy,
+)
 from treasurer.sdk_errors import ServerUnreachable
 from treasurer.sdk_sync import Client
 
@@ -48,6 +58,8 @@ __all__ = [
     "AuthorizationResult",
     "Client",
     "Decision",
+    "PaymentPreview",
+    "PaymentResult",
     "RetryPolicy",
     "ServerUnreachable",
     "connect",

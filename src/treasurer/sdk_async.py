@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import anyio
 import httpx
@@ -18,6 +18,8 @@ from treasurer.sdk_common import (
     AuthorizationResult,
     Call,
     Decision,
+    PaymentPreview,
+    PaymentResult,
     RetryPolicy,
     base_url,
     encode_json,
@@ -41,6 +43,7 @@ from treasurer.wire import (
     SessionCreated,
     SessionOut,
     SpendRowOut,
+    WalletBalanceOut,
     WalletOut,
 )
 
@@ -175,6 +178,101 @@ class AsyncClient:
     async def get_authorization(self, authorization_id: str) -> AuthorizationResult:
         return await self._send(calls.get_authorization(authorization_id))
 
+    # -- custodial payments ---------------------------------------------------------------
+    @overload
+    async def pay(
+        self,
+        *,
+        wallet: object,
+        amount: object = None,
+        asset: str | None = None,
+        recipient: str | None = None,
+        kind: str = "transfer",
+        to: str | None = None,
+        data: str | None = None,
+        value: object = None,
+        max_fee_usd: object = None,
+        idempotency_key: str | None = None,
+        dry_run: Literal[False] = False,
+    ) -> PaymentResult: ...
+
+    @overload
+    async def pay(
+        self,
+        *,
+        wallet: object,
+        amount: object = None,
+        asset: str | None = None,
+        recipient: str | None = None,
+        kind: str = "transfer",
+        to: str | None = None,
+        data: str | None = None,
+        value: object = None,
+        max_fee_usd: object = None,
+        idempotency_key: str | None = None,
+        dry_run: Literal[True],
+    ) -> PaymentPreview: ...
+
+    @overload
+    async def pay(
+        self,
+        *,
+        wallet: object,
+        amount: object = None,
+        asset: str | None = None,
+        recipient: str | None = None,
+        kind: str = "transfer",
+        to: str | None = None,
+        data: str | None = None,
+        value: object = None,
+        max_fee_usd: object = None,
+        idempotency_key: str | None = None,
+        dry_run: bool,
+    ) -> PaymentResult | PaymentPreview: ...
+
+    async def pay(
+        self,
+        *,
+        wallet: object,
+        amount: object = None,
+        asset: str | None = None,
+        recipient: str | None = None,
+        kind: str = "transfer",
+        to: str | None = None,
+        data: str | None = None,
+        value: object = None,
+        max_fee_usd: object = None,
+        idempotency_key: str | None = None,
+        dry_run: bool = False,
+    ) -> PaymentResult | PaymentPreview:
+        """Pay from one of the session's own custodial wallets; Treasurer signs and sends.
+
+        ``kind`` ``transfer`` (default) or ``approve`` take ``recipient``, ``amount`` and
+        ``asset``; ``call`` takes the contract ``to``, hex ``data`` and a native ``value``.
+        A denial is a result (``state == "denied"``), not an exception. Without
+        ``idempotency_key`` one is generated for this call (and reused by its retries); pass
+        your own to retry safely across processes. ``dry_run`` returns a
+        :class:`PaymentPreview` (decision, fee, simulation) and reserves nothing.
+        """
+        body = calls.payment_body(
+            wallet, kind, recipient, amount, asset, to, data, value, max_fee_usd, dry_run
+        )
+        return await self._send(calls.pay(body, idempotency_key))
+
+    async def payment(self, payment_id: str) -> PaymentResult:
+        """One payment; a broadcast one is checked against the chain first (poll this)."""
+        return await self._send(calls.get_payment(payment_id))
+
+    async def payments(
+        self, *, agent: str | None = None, wallet: str | None = None, state: str | None = None
+    ) -> list[PaymentResult]:
+        """Payments the caller may see, newest first (without decisions; see :meth:`payment`)."""
+        return await self._all(calls.list_payments(agent, wallet, state))
+
+    async def wallet_balance(self, wallet: object) -> WalletBalanceOut:
+        """On-chain balances of a wallet (an id or an object with ``id``), per org asset."""
+        return await self._send(calls.wallet_balance(str(getattr(wallet, "id", wallet))))
+
     # -- org file, prices, freezes, reports -----------------------------------------------
     async def apply(
         self,
@@ -259,6 +357,22 @@ class AsyncClient:
 
     async def get_wallet(self, wallet_id: str) -> WalletOut:
         return await self._send(calls.get_wallet(wallet_id))
+
+    async def create_wallet(
+        self,
+        wallet_id: str,
+        *,
+        agent: str,
+        chain: str,
+        address: str | None = None,
+        custody: str = "external",
+        vendor: str | None = None,
+    ) -> WalletOut:
+        """Register a wallet. ``custody="local"`` without ``address``: the server's vault
+        creates the key and the answer carries its address. Never retried."""
+        return await self._send(
+            calls.create_wallet(wallet_id, agent, chain, address, custody, vendor)
+        )
 
     async def list_policies(self, *, scope: str | None = None) -> list[PolicyOut]:
         return await self._all(calls.list_policies(scope))

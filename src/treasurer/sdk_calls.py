@@ -1,13 +1,15 @@
 """Every endpoint the clients use, as a :class:`~treasurer.sdk_common.Call`: path, body, parsing
 and whether it is safe to send twice.
 
-Retried (idempotent) calls: every GET; ``authorize`` (it always carries an ``Idempotency-Key``,
-one is generated when the caller gives none); ``check`` (a dry run); ``capture`` and ``void``
-(the server does each once per authorization and answers a same-request retry with the first
-result); ``apply`` (declarative: applying the same file twice is a no-op); ``set_price``
-(PUT); ``freeze``/``unfreeze``, ``decommission`` and ``revoke_session`` (idempotent by
-design). Never retried: ``create_session``, ``rotate_session`` (each mints a new token) and
-``add_approver``.
+Retried (idempotent) calls: every GET; ``authorize`` and ``pay`` (each always carries an
+``Idempotency-Key``: one is generated per call when the caller gives none, and every retry of
+that call sends the same one, so a lost answer never reserves or pays twice); ``check`` and a
+dry-run ``pay``; ``capture`` and ``void`` (the server does each once per authorization and
+answers a same-request retry with the first result); ``apply`` (declarative: applying the same
+file twice is a no-op); ``set_price`` (PUT); ``freeze``/``unfreeze``, ``decommission`` and
+``revoke_session`` (idempotent by design). Never retried: ``create_session``,
+``rotate_session`` (each mints a new token), ``add_approver`` and ``create_wallet`` (a
+custodial one creates a vault key).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from urllib.parse import quote
 from pydantic import BaseModel
 
 from treasurer.domain.errors import AmountError
-from treasurer.sdk_common import AuthorizationResult, Call, Decision
+from treasurer.sdk_common import AuthorizationResult, Call, Decision, PaymentPreview, PaymentResult
 from treasurer.wire import (
     AgentOut,
     ApproverOut,
@@ -36,6 +38,7 @@ from treasurer.wire import (
     SessionOut,
     SpendReport,
     SpendRowOut,
+    WalletBalanceOut,
     WalletOut,
 )
 
@@ -144,6 +147,72 @@ def void(authorization_id: str, reason: str) -> Call[AuthorizationResult]:
 def get_authorization(authorization_id: str) -> Call[AuthorizationResult]:
     path = f"/v1/authorizations/{_seg(authorization_id)}"
     return Call("GET", path, _model(AuthorizationResult), idempotent=True)
+
+
+# -- custodial payments ------------------------------------------------------------------
+def payment_body(
+    wallet: object,
+    kind: str,
+    recipient: str | None,
+    amount: object,
+    asset: str | None,
+    to: str | None,
+    data: str | None,
+    value: object,
+    max_fee_usd: object,
+    dry_run: bool,
+) -> dict[str, Any]:
+    """The JSON of a payment; amounts must be strings (refused here, as the server would)."""
+    given = {
+        "wallet": str(getattr(wallet, "id", wallet)),
+        "kind": kind,
+        "recipient": recipient,
+        "amount": _amount(amount),
+        "asset": asset,
+        "to": to,
+        "data": data,
+        "value": _amount(value, "value"),
+        "max_fee_usd": _amount(max_fee_usd, "max_fee_usd"),
+        "dry_run": dry_run or None,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _payment_or_preview(data: Any) -> PaymentResult | PaymentPreview:
+    if isinstance(data, dict) and data.get("dry_run") is True:
+        return PaymentPreview.model_validate(data)
+    return PaymentResult.model_validate(data)
+
+
+def pay(body: dict[str, Any], idempotency_key: str | None) -> Call[PaymentResult | PaymentPreview]:
+    """A payment (or a dry run, which needs no key). The key is fixed here, once per call, so
+    every retry of the call sends the same one."""
+    headers = {}
+    if not body.get("dry_run"):
+        headers["Idempotency-Key"] = idempotency_key or f"sdk-{uuid.uuid4().hex}"
+    elif idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    return Call(
+        "POST", "/v1/payments", _payment_or_preview, body=body, headers=headers, idempotent=True
+    )
+
+
+def get_payment(payment_id: str) -> Call[PaymentResult]:
+    path = f"/v1/payments/{_seg(payment_id)}"
+    return Call("GET", path, _model(PaymentResult), idempotent=True)
+
+
+def list_payments(
+    agent: str | None, wallet: str | None, state: str | None
+) -> Call[PageOf[PaymentResult]]:
+    given = {"agent": agent, "wallet": wallet, "state": state}
+    params = {k: v for k, v in given.items() if v is not None}
+    return Call("GET", "/v1/payments", _page(PaymentResult), params=params, idempotent=True)
+
+
+def wallet_balance(wallet_id: str) -> Call[WalletBalanceOut]:
+    path = f"/v1/wallets/{_seg(wallet_id)}/balance"
+    return Call("GET", path, _model(WalletBalanceOut), idempotent=True)
 
 
 # -- org, prices, freezes, reports -------------------------------------------------------
@@ -273,3 +342,23 @@ def add_approver(
 ) -> Call[ApproverOut]:
     body = {"id": approver_id, "name": name, "kind": kind, "public_key": public_key}
     return Call("POST", "/v1/approvers", _model(ApproverOut), body={**body, "groups": groups})
+
+
+def create_wallet(
+    wallet_id: str,
+    agent: str,
+    chain: str,
+    address: str | None,
+    custody: str,
+    vendor: str | None,
+) -> Call[WalletOut]:
+    given = {
+        "id": wallet_id,
+        "agent": agent,
+        "chain": chain,
+        "address": address,
+        "custody": custody,
+        "vendor": vendor,
+    }
+    body = {k: v for k, v in given.items() if v is not None}
+    return Call("POST", "/v1/wallets", _model(WalletOut), body=body)

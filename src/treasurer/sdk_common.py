@@ -22,7 +22,7 @@ import httpx
 
 from treasurer.domain.errors import InvalidRequest, OrgFileInvalid
 from treasurer.sdk_errors import error_from_response
-from treasurer.wire import AuthorizationOut, DecisionOut, ReasonOut
+from treasurer.wire import AuthorizationOut, DecisionOut, PaymentOut, PaymentPreviewOut, ReasonOut
 
 T = TypeVar("T")
 
@@ -64,6 +64,46 @@ class AuthorizationResult(AuthorizationOut):
     @property
     def reasons(self) -> list[ReasonOut]:
         return self.decision.reasons
+
+    @property
+    def codes(self) -> list[str]:
+        return self.decision.codes
+
+
+class PaymentResult(PaymentOut):
+    """A custodial payment read like the embedded result: ``id``, ``state`` (``broadcast``,
+    ``confirmed``, ``queued``, ``denied``, ``failed`` ...), ``allowed``, ``codes``,
+    ``reasons``, ``decision``, ``replayed``, ``tx_id`` and the fees."""
+
+    decision: Decision | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.state != "denied"
+
+    @property
+    def done(self) -> bool:
+        """Whether nothing more will happen to this payment (confirmed, failed or denied)."""
+        return self.state in ("confirmed", "failed", "denied")
+
+    @property
+    def reasons(self) -> list[ReasonOut]:
+        return [] if self.decision is None else self.decision.reasons
+
+    @property
+    def codes(self) -> list[str]:
+        return [] if self.decision is None else self.decision.codes
+
+
+class PaymentPreview(PaymentPreviewOut):
+    """A dry run of a payment: ``decision`` (with ``allowed``/``codes``), ``fee`` and
+    ``simulation``; nothing was reserved."""
+
+    decision: Decision
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision.allowed
 
     @property
     def codes(self) -> list[str]:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import httpx
 
@@ -17,6 +17,8 @@ from treasurer.sdk_common import (
     AuthorizationResult,
     Call,
     Decision,
+    PaymentPreview,
+    PaymentResult,
     RetryPolicy,
     base_url,
     encode_json,
@@ -40,6 +42,7 @@ from treasurer.wire import (
     SessionCreated,
     SessionOut,
     SpendRowOut,
+    WalletBalanceOut,
     WalletOut,
 )
 
@@ -176,6 +179,101 @@ class Client:
     def get_authorization(self, authorization_id: str) -> AuthorizationResult:
         return self._send(calls.get_authorization(authorization_id))
 
+    # -- custodial payments ---------------------------------------------------------------
+    @overload
+    def pay(
+        self,
+        *,
+        wallet: object,
+        amount: object = None,
+        asset: str | None = None,
+        recipient: str | None = None,
+        kind: str = "transfer",
+        to: str | None = None,
+        data: str | None = None,
+        value: object = None,
+        max_fee_usd: object = None,
+        idempotency_key: str | None = None,
+        dry_run: Literal[False] = False,
+    ) -> PaymentResult: ...
+
+    @overload
+    def pay(
+        self,
+        *,
+        wallet: object,
+        amount: object = None,
+        asset: str | None = None,
+        recipient: str | None = None,
+        kind: str = "transfer",
+        to: str | None = None,
+        data: str | None = None,
+        value: object = None,
+        max_fee_usd: object = None,
+        idempotency_key: str | None = None,
+        dry_run: Literal[True],
+    ) -> PaymentPreview: ...
+
+    @overload
+    def pay(
+        self,
+        *,
+        wallet: object,
+        amount: object = None,
+        asset: str | None = None,
+        recipient: str | None = None,
+        kind: str = "transfer",
+        to: str | None = None,
+        data: str | None = None,
+        value: object = None,
+        max_fee_usd: object = None,
+        idempotency_key: str | None = None,
+        dry_run: bool,
+    ) -> PaymentResult | PaymentPreview: ...
+
+    def pay(
+        self,
+        *,
+        wallet: object,
+        amount: object = None,
+        asset: str | None = None,
+        recipient: str | None = None,
+        kind: str = "transfer",
+        to: str | None = None,
+        data: str | None = None,
+        value: object = None,
+        max_fee_usd: object = None,
+        idempotency_key: str | None = None,
+        dry_run: bool = False,
+    ) -> PaymentResult | PaymentPreview:
+        """Pay from one of the session's own custodial wallets; Treasurer signs and sends.
+
+        ``kind`` ``transfer`` (default) or ``approve`` take ``recipient``, ``amount`` and
+        ``asset``; ``call`` takes the contract ``to``, hex ``data`` and a native ``value``.
+        A denial is a result (``state == "denied"``), not an exception. Without
+        ``idempotency_key`` one is generated for this call (and reused by its retries); pass
+        your own to retry safely across processes. ``dry_run`` returns a
+        :class:`PaymentPreview` (decision, fee, simulation) and reserves nothing.
+        """
+        body = calls.payment_body(
+            wallet, kind, recipient, amount, asset, to, data, value, max_fee_usd, dry_run
+        )
+        return self._send(calls.pay(body, idempotency_key))
+
+    def payment(self, payment_id: str) -> PaymentResult:
+        """One payment; a broadcast one is checked against the chain first (poll this)."""
+        return self._send(calls.get_payment(payment_id))
+
+    def payments(
+        self, *, agent: str | None = None, wallet: str | None = None, state: str | None = None
+    ) -> list[PaymentResult]:
+        """Payments the caller may see, newest first (without decisions; see :meth:`payment`)."""
+        return self._all(calls.list_payments(agent, wallet, state))
+
+    def wallet_balance(self, wallet: object) -> WalletBalanceOut:
+        """On-chain balances of a wallet (an id or an object with ``id``), per org asset."""
+        return self._send(calls.wallet_balance(str(getattr(wallet, "id", wallet))))
+
     # -- org file, prices, freezes, reports -----------------------------------------------
     def apply(
         self,
@@ -260,6 +358,20 @@ class Client:
 
     def get_wallet(self, wallet_id: str) -> WalletOut:
         return self._send(calls.get_wallet(wallet_id))
+
+    def create_wallet(
+        self,
+        wallet_id: str,
+        *,
+        agent: str,
+        chain: str,
+        address: str | None = None,
+        custody: str = "external",
+        vendor: str | None = None,
+    ) -> WalletOut:
+        """Register a wallet. ``custody="local"`` without ``address``: the server's vault
+        creates the key and the answer carries its address. Never retried."""
+        return self._send(calls.create_wallet(wallet_id, agent, chain, address, custody, vendor))
 
     def list_policies(self, *, scope: str | None = None) -> list[PolicyOut]:
         return self._all(calls.list_policies(scope))

@@ -179,6 +179,119 @@ class AuthorizationOut(BaseModel):
     tx_hash: str | None = None
 
 
+# -- custodial payments ------------------------------------------------------------------
+#: Calldata as 0x-prefixed hex, at most 16 KiB of bytes: far above any ordinary call, and
+#: small enough that a whole payment body stays under the server's 64 KiB body limit.
+MAX_CALLDATA_BYTES = 16 * 1024
+Hex = Annotated[
+    str,
+    StringConstraints(pattern=r"^0x[0-9a-fA-F]*$", max_length=2 + 2 * MAX_CALLDATA_BYTES),
+]
+
+
+class PaymentIn(Request):
+    """A custodial payment from one of the session's own wallets.
+
+    ``transfer`` and ``approve`` take ``recipient`` (the spender, for an approval), ``amount``
+    and ``asset``; ``call`` takes the contract ``to``, hex ``data`` and an optional native
+    ``value``. Amounts and ``max_fee_usd`` are decimal strings. ``dry_run`` decides, quotes the
+    fee and simulates, and reserves nothing (no ``Idempotency-Key`` needed).
+    """
+
+    wallet: Ref = Field(description="wallet id or chain:address")
+    kind: Literal["transfer", "approve", "call"] = "transfer"
+    recipient: Ref | None = None
+    amount: OptionalAmount = Field(default=None, examples=["25.00"])
+    asset: Ref | None = Field(default=None, examples=["USDC", "evm-local:DUSD"])
+    to: Ref | None = Field(default=None, description="the contract a call goes to")
+    data: Hex | None = Field(default=None, description="calldata of a call, 0x-prefixed hex")
+    value: OptionalAmount = Field(default=None, description="native coin sent with a call")
+    max_fee_usd: OptionalAmount = Field(default=None, description="fail instead of paying more")
+    dry_run: bool = False
+
+
+class PaymentOut(BaseModel):
+    """A custodial payment and the decision behind it.
+
+    ``amount`` is in token units (null only if the asset is no longer registered);
+    ``amount_base_units`` is always exact. Fees are in the chain's native base units (wei,
+    lamports) with their USD value: ``fee_quote`` is the most it may cost (what the decision
+    saw), ``fee_paid`` what the receipt says it cost.
+    """
+
+    id: str
+    state: str = Field(description="created, queued, broadcast, confirmed, failed or denied")
+    tier: str | None
+    agent: str
+    wallet: str
+    chain: str
+    asset: str
+    recipient: str
+    amount: str | None
+    amount_base_units: str
+    tx_id: str | None
+    fee_quote: str | None
+    fee_quote_usd: str | None
+    fee_paid: str | None
+    fee_paid_usd: str | None
+    error: str | None
+    authorization: str | None
+    idempotency_key: str | None
+    created_at: datetime
+    updated_at: datetime
+    broadcast_at: datetime | None
+    finalized_at: datetime | None
+    decision: DecisionOut | None = Field(
+        default=None,
+        description="null in lists, and when the payment failed before it was decided",
+    )
+    replayed: bool = False
+
+
+class FeeQuoteOut(BaseModel):
+    """What sending would cost at most, in the chain's native base units (decimal strings)."""
+
+    max_fee: str
+    max_fee_usd: str | None
+    gas_limit: str | None = None
+    max_fee_per_gas: str | None = None
+    max_priority_fee_per_gas: str | None = None
+
+
+class SimulationOut(BaseModel):
+    ok: bool
+    error: str | None = None
+
+
+class PaymentPreviewOut(BaseModel):
+    """A dry run: the decision and budgets' headroom, the fee and a simulation; nothing is
+    reserved or recorded. ``fee`` is null when the transaction would revert (no quote)."""
+
+    dry_run: Literal[True] = True
+    decision: DecisionOut
+    fee: FeeQuoteOut | None
+    simulation: SimulationOut
+
+
+class AssetBalanceOut(BaseModel):
+    """One asset held by a wallet, read from the chain now (null amounts with ``error`` when
+    that one asset could not be read)."""
+
+    asset: str
+    symbol: str
+    token: str | None = Field(description="token address or mint; null for the native coin")
+    amount: str | None
+    base_units: str | None
+    error: str | None = None
+
+
+class WalletBalanceOut(BaseModel):
+    wallet: str
+    chain: str
+    address: str
+    balances: list[AssetBalanceOut]
+
+
 # -- org objects -------------------------------------------------------------------------
 class DepartmentIn(Request):
     id: Slug
@@ -222,10 +335,14 @@ class DecommissionOut(BaseModel):
 
 
 class WalletIn(Request):
+    """A wallet to register. ``custody: local`` without ``address``: Treasurer creates the key
+    in its vault; with one, the vault must already hold that key. ``external`` needs the
+    address."""
+
     id: Slug
     agent: Slug
     chain: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
-    address: Ref
+    address: Ref | None = None
     custody: Literal["local", "external"] = "external"
     vendor: Slug | None = None
 
@@ -419,3 +536,59 @@ class AuditEventOut(BaseModel):
 
 class Health(BaseModel):
     status: str = "ok"
+
+
+# -- webhooks ----------------------------------------------------------------------------
+WebhookEventName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class WebhookIn(Request):
+    """A webhook endpoint to register. ``events`` empty: every event type."""
+
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2000)] = Field(
+        examples=["https://example.com/treasurer-hook"]
+    )
+    format: Literal["json", "slack"] = "json"
+    events: list[WebhookEventName] = Field(
+        default=[], max_length=32, examples=[["budget.breach", "agent.frozen"]]
+    )
+    description: Text = ""
+
+
+class WebhookOut(BaseModel):
+    """A webhook endpoint. ``url`` is redacted (password, query, a Slack URL's path)."""
+
+    id: str
+    url: str
+    format: str
+    events: list[str]
+    description: str
+    created_at: datetime
+    created_by: str
+    removed_at: datetime | None
+    active: bool
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(
+        description="shown once; signs every delivery (Treasurer-Signature, see the docs)"
+    )
+
+
+class WebhookDeliveryOut(BaseModel):
+    """One event on its way to one endpoint: ``pending``, ``delivered`` or ``dead``."""
+
+    id: str
+    webhook: str
+    event_id: str
+    event: str
+    event_seq: int
+    state: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    body: dict[str, Any]

@@ -17,11 +17,13 @@ import pytest
 import typer
 import yaml
 from fastapi.testclient import TestClient
+from tests.custodial import EVM, SOLANA, World, build_world, fresh_recipient
 from tests.fakes import FakeClock
 from tests.orgs import cross_wallet_org
 from typer.testing import CliRunner, Result
 
 import treasurer
+from treasurer.adapters.chains.evm_local import LocalEvm
 from treasurer.adapters.yaml_files import dump_org_file, load_org_file
 from treasurer.bootstrap import build_app, open_governance
 from treasurer.interfaces.cli.app import Wiring, build_cli
@@ -244,3 +246,114 @@ def test_an_unreachable_server_exits_6_with_a_hint(tmp_path: Path) -> None:
     assert result.exit_code == 6
     assert f"cannot reach Treasurer at {url}" in said(result)
     assert "start it with: treasurer serve" in said(result)
+
+
+# -- custodial payments -----------------------------------------------------------------------
+@dataclass
+class PayCli:
+    """The command tree over the custodial world (tests/custodial.py)."""
+
+    app: typer.Typer
+    world: World
+    agent_token: str
+    admin_key_file: Path
+
+    def __call__(self, *args: str) -> Result:
+        return CliRunner().invoke(self.app, list(args))
+
+    def agent(self, *args: str) -> Result:
+        return self(*args, "--url", URL, "--token", self.agent_token)
+
+
+@pytest.fixture(scope="module")
+def evm() -> LocalEvm:
+    return LocalEvm()
+
+
+@pytest.fixture
+def pay_cli(sqlite_url: str, clock: FakeClock, tmp_path: Path, evm: LocalEvm) -> Iterator[PayCli]:
+    world = build_world(sqlite_url, clock, tmp_path, evm)
+    key_file = tmp_path / "admin.key"
+    key_file.write_text(world.admin_token + "\n", encoding="utf-8")
+    try:
+        with TestClient(world.app) as http:
+            commands = build_cli(wiring_for(http, tmp_path, key_file))
+            yield PayCli(commands, world, world.session(http, "agent_a"), key_file)
+    finally:
+        world.close()
+
+
+def test_pay_waits_for_confirmation_and_exits_0(pay_cli: PayCli) -> None:
+    """An agent pays from the CLI; --wait polls until the chain confirms; the key is shown."""
+    to = fresh_recipient(EVM.network)
+    spend = ("--wallet", EVM.wallet, "--to", to, "--amount", "10.00", "--asset", "DUSD")
+    done = pay_cli.agent("pay", *spend, "--wait", "--idempotency-key", "cli-order-1")
+    assert done.exit_code == 0, done.output
+    assert "CONFIRMED" in done.stdout and "tier instant" in done.stdout
+    assert "idempotency key: cli-order-1" in done.stdout
+    assert pay_cli.world.token_balance(EVM.network, to) == EVM.units("10")
+    again = json_of(pay_cli.agent("pay", *spend, "--idempotency-key", "cli-order-1", "--json"))
+    assert isinstance(again, dict) and again["replayed"] is True
+    assert pay_cli.world.token_balance(EVM.network, to) == EVM.units("10")  # paid once
+    shown = pay_cli.agent("payments", "show", again["id"])
+    assert shown.exit_code == 0 and "CONFIRMED" in shown.stdout
+    listed = json_of(pay_cli("payments", "list", "--json"))  # the admin key from the key file
+    assert isinstance(listed, list) and [p["id"] for p in listed] == [again["id"]]
+
+
+def test_pay_on_solana_and_a_denial_exits_1(pay_cli: PayCli) -> None:
+    to = fresh_recipient(SOLANA.network)
+    spend = ("--wallet", SOLANA.wallet, "--to", to, "--asset", "DUSD")
+    sent = json_of(pay_cli.agent("pay", *spend, "--amount", "250", "--json"))
+    assert isinstance(sent, dict) and sent["tier"] == "notify" and sent["state"] == "broadcast"
+    denied = pay_cli.agent("pay", *spend, "--amount", "900")
+    assert denied.exit_code == 1 and "DENIED" in denied.stdout
+    assert "agent_daily_budget_exceeded" in denied.stdout
+
+
+def test_a_dry_run_explains_and_reserves_nothing(pay_cli: PayCli) -> None:
+    to = fresh_recipient(EVM.network)
+    spend = ("--wallet", EVM.wallet, "--to", to, "--amount", "40", "--asset", "DUSD")
+    shown = pay_cli.agent("pay", *spend, "--dry-run")
+    assert shown.exit_code == 0, shown.output
+    assert (
+        "Dry run" in shown.stdout and "ALLOWED" in shown.stdout and "Simulation: ok" in shown.stdout
+    )
+    preview = json_of(pay_cli.agent("pay", *spend, "--dry-run", "--json"))
+    assert isinstance(preview, dict) and preview["dry_run"] is True
+    broke = pay_cli.agent("pay", *spend[:4], "--amount", "20000", "--asset", "DUSD", "--dry-run")
+    assert broke.exit_code == 1  # $20,000 is over the budget as well as the wallet's funds
+    assert json_of(pay_cli("payments", "list", "--json")) == []
+
+
+def test_pay_with_an_admin_key_says_to_use_the_agent_session(pay_cli: PayCli) -> None:
+    to = fresh_recipient(EVM.network)
+    refused = pay_cli(
+        "pay", "--wallet", EVM.wallet, "--to", to, "--amount", "1", "--asset", "DUSD",
+        "--url", URL,
+    )  # fmt: skip
+    assert refused.exit_code == 5
+    assert "[forbidden]" in said(refused) and "treasurer sessions create" in said(refused)
+    external = pay_cli.agent(
+        "pay", "--wallet", "a-base", "--to", to, "--amount", "1", "--asset", "USDC"
+    )
+    assert external.exit_code == 2 and "wallet_not_custodial" in said(external)
+
+
+def test_wallets_create_custodial_and_balance(pay_cli: PayCli) -> None:
+    """--custodial: the vault creates the key and only the address is printed; balance reads
+    the chain; neither --custodial nor --address is a usage error naming the field."""
+    created = pay_cli("wallets", "create", "--agent", "agent_a", "--chain", "solana-local",
+                      "--custodial", "--url", URL)  # fmt: skip
+    assert created.exit_code == 0, created.output
+    address = next(a for _f, a in pay_cli.world.vault.addresses() if a in created.stdout)
+    assert "agent_a-solana-local" in created.stdout and "key held by Treasurer" in created.stdout
+    balance = json_of(pay_cli("wallets", "balance", "agent_a-solana-local", "--json", "--url", URL))
+    assert isinstance(balance, dict) and balance["address"] == address
+    assert [b["base_units"] for b in balance["balances"]] == ["0", "0"]
+    table = pay_cli("wallets", "balance", EVM.wallet, "--url", URL, "--key", pay_cli.agent_token)
+    assert table.exit_code == 0 and "10000" in table.stdout
+    neither = pay_cli("wallets", "create", "--agent", "agent_a", "--chain", "base", "--url", URL)
+    assert neither.exit_code == 2 and "--address" in said(neither)
+    listed = json_of(pay_cli("wallets", "list", "--agent", "agent_a", "--json", "--url", URL))
+    assert isinstance(listed, list) and "agent_a-solana-local" in [w["id"] for w in listed]

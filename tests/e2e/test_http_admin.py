@@ -95,7 +95,7 @@ def test_agents_and_wallets(api: Api) -> None:
         "vendor": "privy",
     }
     api.problem("POST", "/v1/wallets", 400, "invalid_request", json=local)
-    api.problem("GET", "/v1/wallets/wb/balance", 501, "not_implemented")
+    api.problem("GET", "/v1/wallets/wb/balance", 400, "chain_not_configured")
     api.ok("DELETE", "/v1/wallets/wb", 204)
     assert "wb" not in [w["id"] for w in api.ok("GET", "/v1/wallets")["items"]]
 

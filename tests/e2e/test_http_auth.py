@@ -38,7 +38,12 @@ AGENT_ROUTES = {
     ("GET", "/v1/policies"),
     ("GET", "/v1/policies/{policy_id}"),
     ("GET", "/v1/policies/{policy_id}/history"),
+    ("POST", "/v1/payments"),
+    ("GET", "/v1/payments"),
+    ("GET", "/v1/payments/{payment_id}"),
 }
+#: Routes only an agent session may call: every key, whatever its role, gets 403.
+AGENT_ONLY_ROUTES = {("POST", "/v1/payments")}
 
 
 @dataclass
@@ -180,6 +185,17 @@ def test_an_auditor_key_is_refused_on_every_non_get_route(api: Api) -> None:
         assert_problem(response, 403, "forbidden")
     assert api.client.get("/v1/agents", headers=auditor).status_code == 200
     assert api.client.get("/v1/audit", headers=auditor).status_code == 200
+
+
+def test_only_an_agent_session_may_pay(api: Api) -> None:
+    """Every key role is refused on the agent-only routes, with a message naming the fix."""
+    assert set(operations(api.app)) >= AGENT_ONLY_ROUTES
+    body = {"wallet": "w1", "recipient": "0x" + "5" * 40, "amount": "1.00", "asset": "USDC"}
+    for role in ("admin", "finance", "auditor"):
+        for method, path in AGENT_ONLY_ROUTES:
+            response = api.client.request(method, path, json=body, headers=api.key(role))
+            detail = assert_problem(response, 403, "forbidden")["detail"]
+            assert "session" in detail or "read-only" in detail
 
 
 def test_an_agent_cannot_see_or_use_another_agents_wallets(api: Api) -> None:

@@ -37,7 +37,9 @@ from schemathesis.checks import (
 from tests.fakes import FakeClock
 from tests.orgs import cross_wallet_org
 
-from treasurer.bootstrap import build_app
+from treasurer.adapters.chains.evm_local import LocalEvm
+from treasurer.adapters.vault import FileVault
+from treasurer.bootstrap import build_app, open_governance, open_payments
 from treasurer.interfaces.http import HttpSettings
 from treasurer.service.credentials import create_admin_key
 
@@ -98,6 +100,8 @@ def _load_schema() -> Any:
 
 
 SCHEMA = _load_schema()
+#: One embedded chain for every fuzzed app (deploying its contracts takes a moment).
+_EVM = LocalEvm()
 AGENT_SCHEMA = SCHEMA.include(
     lambda ctx: (
         ctx.operation.path.startswith(AGENT_PATHS)
@@ -143,10 +147,12 @@ def bearer(token: str) -> Headers:
 @pytest.fixture
 def fuzz_api(tmp_path: Path) -> Iterator[FuzzApi]:
     clock = FakeClock()
+    url = f"sqlite:///{tmp_path / 'fuzz.db'}"
+    # Payments are served too, over a vault with no keys: every payment is refused cleanly.
+    vault = FileVault.open(tmp_path / "vault", "fuzz", scrypt_n=2**4)
+    payments = open_payments(open_governance(url, clock=clock), {"evm-local": _EVM.chain}, vault)
     app = build_app(
-        f"sqlite:///{tmp_path / 'fuzz.db'}",
-        clock,
-        settings=HttpSettings(auth_max_failures=1_000_000),
+        url, clock, settings=HttpSettings(auth_max_failures=1_000_000), payments=payments
     )
     store = app.state.treasurer.credentials.store
     _root, root_token = create_admin_key(store, "root", "admin", now=clock.now())
@@ -192,17 +198,7 @@ def fuzz_api(tmp_path: Path) -> Iterator[FuzzApi]:
 
 #: Fuzzed operations that fail today, each a bug reported to the owner and pinned below by a
 #: deterministic test. Strict: once fixed, the item passes and pytest says to drop the line.
-KNOWN_FAILURES: dict[str, str] = {
-    "test_every_operation_as_admin[GET /v1/wallets/{wallet_id}/balance]": (
-        "501 not_implemented for every wallet until the chain adapters exist"
-    ),
-    "test_agent_operations_as_agent[GET /v1/wallets/{wallet_id}/balance]": (
-        "501 not_implemented for every wallet until the chain adapters exist"
-    ),
-    "test_every_operation_as_admin[GET /v1/audit/verify]": (
-        "501 not_implemented until the audit log is hash-chained"
-    ),
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 @pytest.fixture(autouse=True)

@@ -19,10 +19,12 @@ import pytest
 import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from tests.custodial import EVM, SOLANA, World, build_world, fresh_recipient
 from tests.fakes import FakeClock
 from tests.orgs import cross_wallet_org
 
 import treasurer
+from treasurer.adapters.chains.evm_local import LocalEvm
 from treasurer.bootstrap import build_app
 from treasurer.domain.errors import (
     AmountError,
@@ -37,7 +39,7 @@ from treasurer.domain.errors import (
     TreasurerError,
     Unauthenticated,
 )
-from treasurer.sdk import Client, ServerUnreachable
+from treasurer.sdk import Client, PaymentPreview, PaymentResult, ServerUnreachable
 from treasurer.service.credentials import create_admin_key
 
 URL = "http://testserver"
@@ -340,5 +342,165 @@ def test_the_async_client_has_the_same_answers(remote: Remote) -> None:
                 await agent.capture((await agent.void(first.id)).id)
             with pytest.raises(Forbidden):
                 await agent.decommission("agent_a")
+
+    asyncio.run(scenario())
+
+
+# -- custodial payments -----------------------------------------------------------------------
+@dataclass
+class Custodial:
+    """The custodial world (tests/custodial.py) behind the SDK: admin and agent clients."""
+
+    world: World
+    http: TestClient
+    agent_token: str
+    admin: Client = field(init=False)
+    agent: Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admin = treasurer.connect(URL, self.world.admin_token, http=self.http, backoff_s=0)
+        self.agent = treasurer.connect(URL, self.agent_token, http=self.http, backoff_s=0)
+
+    def client(self, handler: Callable[[httpx.Request], httpx.Response]) -> Client:
+        return Client(URL, self.agent_token, transport=httpx.MockTransport(handler), backoff_s=0)
+
+    def forward(self, request: httpx.Request) -> httpx.Response:
+        answer = self.http.request(
+            request.method, str(request.url), headers=request.headers, content=request.content
+        )
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+
+@pytest.fixture(scope="module")
+def evm() -> LocalEvm:
+    return LocalEvm()
+
+
+@pytest.fixture
+def custodial(
+    sqlite_url: str, clock: FakeClock, tmp_path: Path, evm: LocalEvm
+) -> Iterator[Custodial]:
+    world = build_world(sqlite_url, clock, tmp_path, evm)
+    try:
+        with TestClient(world.app, raise_server_exceptions=False) as http:
+            yield Custodial(world, http, world.session(http, "agent_a"))
+    finally:
+        world.close()
+
+
+def test_pay_poll_deny_and_list_through_the_sdk(custodial: Custodial) -> None:
+    """pay returns the payment and its decision; polling payment() confirms it; a spend over
+    the budget is a denial result, not an exception; payments() lists both."""
+    to = fresh_recipient(EVM.network)
+    paid = custodial.agent.pay(wallet=EVM.wallet, recipient=to, amount="25.00", asset="DUSD")
+    assert isinstance(paid, PaymentResult)
+    assert paid.state == "broadcast" and paid.allowed and paid.codes == [] and not paid.done
+    assert paid.idempotency_key is not None and paid.idempotency_key.startswith("sdk-")
+    polled = custodial.agent.payment(paid.id)
+    assert polled.state == "confirmed" and polled.done and polled.decision is not None
+    assert custodial.world.token_balance(EVM.network, to) == EVM.units("25")
+    custodial.world.clock.advance(seconds=1)  # lists are newest first
+    denied = custodial.agent.pay(wallet=EVM.wallet, recipient=to, amount="990.00", asset="DUSD")
+    assert not denied.allowed and "agent_daily_budget_exceeded" in denied.codes
+    assert denied.reasons and denied.done
+    listed = custodial.admin.payments(agent="agent_a")
+    assert [p.id for p in listed] == [denied.id, paid.id]
+    assert [p.id for p in custodial.agent.payments(state="confirmed")] == [paid.id]
+
+
+def test_a_dry_run_through_the_sdk_sends_no_key_and_records_nothing(custodial: Custodial) -> None:
+    keys: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers.get("idempotency-key"))
+        return custodial.forward(request)
+
+    preview = custodial.client(handler).pay(
+        wallet=EVM.wallet,
+        recipient=fresh_recipient(EVM.network),
+        amount="5",
+        asset="DUSD",
+        dry_run=True,
+    )
+    assert isinstance(preview, PaymentPreview) and keys == [None]
+    assert preview.allowed and preview.simulation.ok and preview.fee is not None
+    assert int(preview.fee.max_fee) > 0 and preview.fee.max_fee_usd is not None
+    assert custodial.admin.payments() == []
+
+
+def test_a_lost_answer_to_pay_is_retried_without_paying_twice(custodial: Custodial) -> None:
+    """The first pay reaches the server and its answer is lost; the retry carries the same
+    generated key, so the server replays the first payment and the chain moved money once."""
+    keys: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers["idempotency-key"])
+        answer = custodial.forward(request)
+        if len(keys) == 1:
+            raise httpx.RemoteProtocolError("server disconnected", request=request)
+        return answer
+
+    to = fresh_recipient(EVM.network)
+    paid = custodial.client(handler).pay(
+        wallet=EVM.wallet, recipient=to, amount="12.00", asset="DUSD"
+    )
+    assert len(keys) == 2 and keys[0] == keys[1] and keys[0].startswith("sdk-")
+    assert paid.replayed and len(custodial.admin.payments()) == 1
+    assert custodial.agent.payment(paid.id).state == "confirmed"
+    assert custodial.world.token_balance(EVM.network, to) == EVM.units("12")
+
+
+def test_payment_errors_map_to_the_embedded_classes(custodial: Custodial) -> None:
+    """Reused key → IdempotencyConflict; float amount → AmountError (before sending); admin
+    key → Forbidden; another agent's payment → NotFound; external wallet → InvalidRequest."""
+    to = fresh_recipient(EVM.network)
+    body = {"wallet": EVM.wallet, "recipient": to, "asset": "DUSD"}
+    custodial.agent.pay(**body, amount="1.00", idempotency_key="once")
+    with pytest.raises(IdempotencyConflict):
+        custodial.agent.pay(**body, amount="2.00", idempotency_key="once")
+    with pytest.raises(AmountError) as caught:
+        custodial.agent.pay(**body, amount=1.5)
+    assert caught.value.code == "amount_not_a_string"
+    with pytest.raises(Forbidden, match="session token"):
+        custodial.admin.pay(**body, amount="1.00")
+    other = custodial.world.session(custodial.http, "agent_b")
+    paid_by_a = custodial.admin.payments()[0]
+    with pytest.raises(NotFound):
+        treasurer.connect(URL, other, http=custodial.http).payment(paid_by_a.id)
+    with pytest.raises(InvalidRequest) as external:
+        custodial.agent.pay(wallet="a-base", recipient=to, amount="1.00", asset="USDC")
+    assert external.value.code == "wallet_not_custodial"
+
+
+def test_wallet_balance_and_a_custodial_wallet_through_the_sdk(custodial: Custodial) -> None:
+    balance = custodial.agent.wallet_balance(SOLANA.wallet)
+    assert [b.symbol for b in balance.balances] == ["SOL", "DUSD"]
+    assert balance.balances[1].amount == "10000"
+    created = custodial.admin.create_wallet(
+        "a-evm-2", agent="agent_a", chain="evm-local", custody="local"
+    )
+    assert created.custody == "local" and created.vendor == "treasurer"
+    assert created.address in {a for _f, a in custodial.world.vault.addresses()}
+    fresh = custodial.agent.wallet_balance(created)
+    assert {b.symbol: b.base_units for b in fresh.balances} == {"ETH": "0", "DUSD": "0"}
+
+
+def test_the_async_client_pays_polls_and_reads_balances(custodial: Custodial) -> None:
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=custodial.world.app)
+        async with treasurer.connect_async(
+            URL, custodial.agent_token, transport=transport, backoff_s=0
+        ) as agent:
+            to = fresh_recipient(SOLANA.network)
+            paid = await agent.pay(wallet=SOLANA.wallet, recipient=to, amount="3", asset="DUSD")
+            assert paid.state == "broadcast"
+            assert (await agent.payment(paid.id)).state == "confirmed"
+            assert [p.id for p in await agent.payments()] == [paid.id]
+            preview = await agent.pay(
+                wallet=SOLANA.wallet, recipient=to, amount="3", asset="DUSD", dry_run=True
+            )
+            assert preview.allowed
+            balance = await agent.wallet_balance(SOLANA.wallet)
+            assert balance.balances[1].amount == "9997"
 
     asyncio.run(scenario())

@@ -20,12 +20,14 @@ from treasurer.adapters.clock import SystemClock
 from treasurer.adapters.sql.credential_store import SqlCredentialStore
 from treasurer.adapters.sql.payment_store import SqlPaymentStore
 from treasurer.adapters.sql.store import SqlStore
+from treasurer.adapters.sql.webhook_store import SqlWebhookStore
 from treasurer.adapters.yaml_files import load_org_file
 from treasurer.domain.errors import TreasurerError
 from treasurer.domain.payment import Payment
 from treasurer.service.admin import ApplyResult, Governance
 from treasurer.service.chain_ports import Chain, Vault
 from treasurer.service.chain_registry import ChainRegistry
+from treasurer.service.notify_admin import Webhooks
 from treasurer.service.payments import PaymentPreview, PaymentResult, PaymentService
 from treasurer.service.payments_input import PaymentInput
 from treasurer.service.ports import Clock
@@ -244,4 +246,7 @@ def build_app(
     if settings is None:
         settings = HttpSettings(inline_auth=store.dialect == "sqlite")
     credentials = SqlCredentialStore(store.db)
-    return create_app(governance, credentials, settings=settings, payments=payments)
+    webhooks = Webhooks(SqlWebhookStore(store.db), governance.clock)
+    return create_app(
+        governance, credentials, settings=settings, payments=payments, webhooks=webhooks
+    )

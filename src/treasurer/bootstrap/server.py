@@ -1,4 +1,5 @@
-"""``treasurer serve``: the HTTP API, the expiry sweeper and the payment confirmer.
+"""``treasurer serve``: the HTTP API, the expiry sweeper, the payment confirmer and the
+webhook notifier (which also seals the audit chain, since it dispatches sealed events only).
 
 One worker (the default): this process builds the chains and unlocks the vault once, and the
 HTTP app and the confirmation thread share those very objects. That is required, not just
@@ -22,12 +23,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from treasurer.adapters.sql.audit_store import SqlAuditLog
 from treasurer.adapters.sql.payment_store import SqlPaymentStore
+from treasurer.adapters.sql.webhook_store import SqlWebhookStore
 from treasurer.adapters.vault import FileVault
+from treasurer.adapters.webhook_sender import HttpxWebhookSender
 from treasurer.bootstrap import EmbeddedGovernance, build_app, open_governance, open_payments
 from treasurer.bootstrap.chains import NodeChains, build_chains, fund_dev_wallets
 from treasurer.bootstrap.custody import has_passphrase, open_vault
+from treasurer.service.audit import AuditTrail
 from treasurer.service.chain_registry import ChainRegistry
+from treasurer.service.notify import NOTIFY_INTERVAL_S, Notifier
+from treasurer.service.notify_ports import WebhookSender
 from treasurer.service.payments import PaymentService
 from treasurer.service.payments_confirm import PaymentConfirmer
 from treasurer.settings import CHAINS_ENV, Settings, SettingsInvalid
@@ -106,6 +113,20 @@ def _confirmer_only(
     return PaymentConfirmer(governance, store, ChainRegistry(chains.chains)), [line]
 
 
+def open_notifier(governance: EmbeddedGovernance, sender: WebhookSender | None = None) -> Notifier:
+    """The webhook notifier over ``governance``'s database (``docs/webhooks.md``).
+
+    It seals the audit chain before each dispatch, because only sealed events are dispatched
+    (their ``seq`` is the crash-safe cursor); sealing is idempotent and takes a lock, so it
+    may run beside any other sealer.
+    """
+    db = governance.sql.db
+    trail = AuditTrail(SqlAuditLog(db), governance.clock)
+    return Notifier(
+        SqlWebhookStore(db), sender or HttpxWebhookSender(), governance.clock, seal=trail.seal
+    )
+
+
 def run_every(
     interval_s: float, stop: threading.Event, action: Callable[[], object], what: str
 ) -> threading.Thread:
@@ -151,6 +172,7 @@ def serve(settings: Settings) -> None:
     stop = threading.Event()
     threads: list[threading.Thread] = []
     custodial: Custodial | None = None
+    notifier = open_notifier(governance)
     try:
         confirm: Callable[[], object] | None = None
         if settings.workers > 1:
@@ -170,6 +192,14 @@ def serve(settings: Settings) -> None:
         )
         if confirm is not None:
             threads.append(run_every(settings.confirm_interval_s, stop, confirm, "confirmation"))
+        threads.append(
+            run_every(
+                NOTIFY_INTERVAL_S,
+                stop,
+                lambda: notifier.run_once(should_stop=stop.is_set),
+                "notifications",
+            )
+        )
         workers = f" ({settings.workers} workers)" if settings.workers > 1 else ""
         print(f"Treasurer listening on http://{settings.host}:{settings.port}{workers}", flush=True)
         options: dict[str, object] = {
@@ -193,6 +223,7 @@ def serve(settings: Settings) -> None:
         stop.set()
         for thread in threads:
             thread.join(STOP_TIMEOUT_S)
+        notifier.close()
         if custodial is not None:
             custodial.close()
         governance.close()

@@ -4,11 +4,18 @@ It shares the :class:`~treasurer.adapters.sql.db.Database` of the main store (on
 SQLite writer). Every transition is an ``UPDATE … WHERE id = :id AND state = :expected``: the
 row count says whether this writer made the transition or another one already had, which is
 what makes confirmers safe to run repeatedly, concurrently and after a restart.
+
+Every transition that takes effect writes an audit event ``payment.<new state>`` in its own
+transaction; the webhook notifier derives ``payment.notify`` and ``payment.failed`` from them
+(``docs/webhooks.md``). The older ``notifications`` table is still written for a notify-tier
+broadcast, for compatibility, but nothing delivers from it any more: the audit event is the
+one source, so a notification is never sent twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from treasurer.adapters.sql.codec import (
@@ -20,9 +27,12 @@ from treasurer.adapters.sql.codec import (
     loads,
     to_us,
 )
+from treasurer.adapters.sql.config_store import write_audit
 from treasurer.adapters.sql.db import MAX_TX_ATTEMPTS, Database, Tx, is_retryable
 from treasurer.domain.errors import StoreUnavailable
+from treasurer.domain.money import format_amount, usd_decimal_text
 from treasurer.domain.payment import UNFINISHED_STATES, Notification, Payment, PaymentState
+from treasurer.service.ports import AuditRecord
 
 T = TypeVar("T")
 
@@ -140,6 +150,46 @@ def _payment(row: tuple[Any, ...]) -> Payment:
     )
 
 
+def _transition_audit(
+    tx: Tx, payment: Payment, expected: PaymentState, notification: Notification | None
+) -> AuditRecord:
+    """The audit event of one transition (kind ``payment.<new state>``), written in its
+    transaction. The amount in token units and its USD value come from the authorization,
+    which holds the asset's decimals and the valuation the decision used."""
+    decimals = value_usd = None
+    if payment.authorization_id is not None:
+        row = tx.one(
+            "SELECT decimals, value_usd_micros FROM authorizations WHERE id = :id",
+            {"id": payment.authorization_id},
+        )
+        if row is not None:
+            decimals, value_usd = row[0], row[1]
+    payload: dict[str, object] = {
+        "payment": payment.id,
+        "authorization": payment.authorization_id,
+        "agent": payment.agent_id,
+        "wallet": payment.wallet_id,
+        "chain": payment.chain,
+        "asset": payment.asset_id,
+        "recipient": payment.recipient,
+        "amount_base_units": str(payment.amount),
+        "amount": None if decimals is None else format_amount(payment.amount, int(decimals)),
+        "value_usd": None if value_usd is None else usd_decimal_text(int(value_usd)),
+        "tier": payment.tier,
+        "from": expected.value,
+        "state": payment.state.value,
+        "tx_id": payment.tx_id,
+        "error": payment.error,
+    }
+    if payment.fee_paid is not None:
+        payload["fee_paid_base_units"] = str(payment.fee_paid)
+        payload["fee_paid_usd_micros"] = payment.fee_paid_usd_micros
+    if notification is not None:
+        payload["notice"] = notification.kind
+        payload["kind"] = notification.payload.get("kind")
+    return AuditRecord(f"payment.{payment.state.value}", "system:payments", payment.id, payload)
+
+
 class SqlPaymentStore:
     """The :class:`~treasurer.service.ports.PaymentStore` over one shared database."""
 
@@ -203,6 +253,9 @@ class SqlPaymentStore:
         def work(tx: Tx) -> bool:
             if tx.execute(_UPDATE, params) != 1:
                 return False
+            write_audit(
+                tx, _transition_audit(tx, payment, expected, notification), payment.updated_at
+            )
             if notification is not None:
                 tx.execute(
                     _INSERT_NOTIFICATION,
@@ -214,7 +267,7 @@ class SqlPaymentStore:
                 )
             return True
 
-        return self._run(work, atomic=notification is not None)
+        return self._run(work)
 
     def unfinished(
         self, limit: int, states: frozenset[PaymentState] = UNFINISHED_STATES
@@ -251,3 +304,36 @@ class SqlPaymentStore:
             }
             for r in rows
         ]
+
+    def list_page(
+        self,
+        limit: int,
+        *,
+        agents: Sequence[str] | None = None,
+        wallet: str | None = None,
+        state: PaymentState | None = None,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[Payment]:
+        if agents is not None and not agents:
+            return []
+        where: list[str] = []
+        params: dict[str, Any] = {"limit": limit}
+        if agents is not None:
+            names = {f"a{i}": agent for i, agent in enumerate(sorted(set(agents)))}
+            where.append(f"agent_id IN ({', '.join(':' + n for n in names)})")
+            params.update(names)
+        if wallet is not None:
+            where.append("wallet_id = :wallet")
+            params["wallet"] = wallet
+        if state is not None:
+            where.append("state = :state")
+            params["state"] = state.value
+        if before is not None:
+            # Spelled out rather than a row-value comparison: both databases plan it on the
+            # (created_us) ordering, and it reads the same on SQLite and PostgreSQL.
+            where.append("(created_us < :b_us OR (created_us = :b_us AND id < :b_id))")
+            params["b_us"], params["b_id"] = to_us(before[0]), before[1]
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        sql = f"{_SELECT}{clause} ORDER BY created_us DESC, id DESC LIMIT :limit"
+        rows = self._run(lambda tx: tx.all(sql, params), write=False)
+        return [_payment(row) for row in rows]

@@ -8,10 +8,13 @@ own and this package never imports an adapter.
 
 - local or remote: ``apply``, ``export``, ``check``, ``report``, ``set-price``
   (:mod:`~treasurer.interfaces.cli.core_commands`)
-- server only: ``agents``, ``wallets``, ``policies``, ``approvers``
-  (:mod:`~treasurer.interfaces.cli.org_commands`), ``freeze``, ``unfreeze``, ``sessions``
-  (:mod:`~treasurer.interfaces.cli.ops_commands`)
-- local only: ``init``, ``serve``
+- server only: ``agents``, ``policies``, ``approvers``
+  (:mod:`~treasurer.interfaces.cli.org_commands`), ``wallets``
+  (:mod:`~treasurer.interfaces.cli.wallet_commands`), ``freeze``, ``unfreeze``, ``sessions``
+  (:mod:`~treasurer.interfaces.cli.ops_commands`), ``pay``, ``payments``
+  (:mod:`~treasurer.interfaces.cli.pay_commands`)
+- local only: ``init``, ``serve``, ``vault export``
+  (:mod:`~treasurer.interfaces.cli.vault_commands`)
 """
 
 from __future__ import annotations
@@ -20,7 +23,16 @@ from typing import Annotated
 
 import typer
 
-from treasurer.interfaces.cli import core_commands, ops_commands, org_commands, output
+from treasurer.interfaces.cli import (
+    audit_commands,
+    core_commands,
+    ops_commands,
+    org_commands,
+    output,
+    pay_commands,
+    vault_commands,
+    wallet_commands,
+)
 from treasurer.interfaces.cli.wiring import Backend, Embedded, Wiring
 
 __all__ = ["Backend", "Embedded", "Wiring", "build_cli"]
@@ -50,6 +62,10 @@ def build_cli(wiring: Wiring) -> typer.Typer:
         wiring.serve()
 
     core_commands.register(cli, wiring)
+    pay_commands.register(cli, wiring)
     org_commands.register(cli, wiring)
+    wallet_commands.register(cli, wiring)
     ops_commands.register(cli, wiring)
+    vault_commands.register(cli, wiring)
+    audit_commands.register(cli, wiring)
     return cli

@@ -114,7 +114,7 @@ def register(cli: typer.Typer, wiring: Wiring) -> None:
                 )
             finally:
                 backend.close()
-            _show_decision(decision, as_json)
+            show_decision(decision, as_json)
             return output.EXIT_OK if decision.allowed else output.EXIT_DENIED
 
         run(wiring, target, action)
@@ -217,7 +217,7 @@ def _export(wiring: Wiring, target: Target, out: Path | None) -> int:
     return output.EXIT_OK
 
 
-def _show_decision(decision: DecisionOut, as_json: bool) -> None:
+def show_decision(decision: DecisionOut, as_json: bool) -> None:
     if as_json:
         output.emit_json(decision.model_dump(mode="json"))
         return

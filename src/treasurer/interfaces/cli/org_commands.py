@@ -1,5 +1,7 @@
 """``agents``, ``wallets``, ``policies`` and ``approvers``: the org as the server sees it.
 
+(The ``wallets`` commands live in :mod:`~treasurer.interfaces.cli.wallet_commands`.)
+
 These exist only in the HTTP API (they read credentials and live state), so they always talk
 to a server: ``--url``, or the local one ``treasurer serve`` runs. Tables for people,
 ``--json`` (the API's own JSON) for scripts.
@@ -47,7 +49,6 @@ def register(cli: typer.Typer, wiring: Wiring) -> None:
     """Add the command groups to ``cli``."""
     groups = {
         "agents": (_agents, "Agents: list, show, decommission."),
-        "wallets": (_wallets, "Wallets of the agents."),
         "policies": (_policies, "Policies and their versions."),
         "approvers": (_approvers, "People (or keys) who may approve payments."),
     }
@@ -138,33 +139,6 @@ def _agents(agents: typer.Typer, wiring: Wiring) -> None:
             output.console.print(
                 f"{done.agent} is {done.status}; {done.sessions_revoked} session(s) revoked."
             )
-            return output.EXIT_OK
-
-        run_remote(wiring, Target(url, key, key_file), action)
-
-
-def _wallets(wallets: typer.Typer, wiring: Wiring) -> None:
-    @wallets.command("list")
-    def list_wallets(
-        agent: Annotated[str | None, typer.Option(help="Only this agent's wallets.")] = None,
-        as_json: JsonOpt = False,
-        url: UrlOpt = None,
-        key: KeyOpt = None,
-        key_file: KeyFileOpt = None,
-    ) -> None:
-        """Wallets this key may see (an agent session: its own)."""
-
-        def action(client: Client) -> int:
-            found = [w for w in client.list_wallets() if agent in (None, w.agent)]
-            if as_json:
-                emit_models(found)
-                return output.EXIT_OK
-            columns = ["id", "agent", "chain", "address", "custody", "vendor", "status", "frozen"]
-            rows = [
-                [w.id, w.agent, w.chain, w.address, w.custody, w.vendor, w.status, _yes(w.frozen)]
-                for w in found
-            ]
-            output.table("Wallets", columns, rows)
             return output.EXIT_OK
 
         run_remote(wiring, Target(url, key, key_file), action)

@@ -14,7 +14,7 @@ server.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -103,8 +103,16 @@ def open_backend(wiring: Wiring, target: Target) -> Backend:
     return EmbeddedBackend(wiring.open_backend())
 
 
-def hint(error: TreasurerError, wiring: Wiring, target: Target) -> str | None:
-    """What to do next, for the errors people hit most."""
+def hint(
+    error: TreasurerError,
+    wiring: Wiring,
+    target: Target,
+    extra: Mapping[str, str] | None = None,
+) -> str | None:
+    """What to do next, for the errors people hit most (``extra``: a command's own hints,
+    which win over the general ones)."""
+    if extra and error.code in extra:
+        return extra[error.code]
     url = target.url or wiring.default_url
     key_file = wiring.default_key_file or Path(".treasurer/admin.key")
     hints = {
@@ -124,16 +132,28 @@ def hint(error: TreasurerError, wiring: Wiring, target: Target) -> str | None:
         "agent_decommissioned": "a decommissioned agent cannot get sessions; register a new agent",
         "session_not_active": "create a new session: treasurer sessions create <agent>",
         "not_initialized": "run: treasurer init   (add --demo for a demo organization)",
+        "payments_not_configured": f"the server at {url} runs without chains and a vault; "
+        "set TREASURER_CHAINS (e.g. evm-local,solana-local) and restart it",
+        "chain_not_configured": "the server does not connect to that wallet's network; add it "
+        "to TREASURER_CHAINS on the server",
+        "chain_unavailable": "the chain's node did not answer; retry in a moment",
+        "idempotency_key_reused": "that --idempotency-key was used for a different payment; "
+        "use a new key (or leave it out to get one)",
     }
     return hints.get(error.code)
 
 
-def run(wiring: Wiring, target: Target, action: Callable[[], int]) -> NoReturn:
+def run(
+    wiring: Wiring,
+    target: Target,
+    action: Callable[[], int],
+    hints: Mapping[str, str] | None = None,
+) -> NoReturn:
     """Run a command body; a Treasurer error becomes a message, a hint and an exit code."""
     try:
         code = action()
     except TreasurerError as error:
-        code = output.fail(error, hint(error, wiring, target))
+        code = output.fail(error, hint(error, wiring, target, hints))
     except (typer.Exit, typer.Abort, KeyboardInterrupt):
         raise
     except Exception as exc:  # never a traceback: say what failed and exit 70
@@ -144,7 +164,12 @@ def run(wiring: Wiring, target: Target, action: Callable[[], int]) -> NoReturn:
     raise typer.Exit(code)
 
 
-def run_remote(wiring: Wiring, target: Target, action: Callable[[Client], int]) -> NoReturn:
+def run_remote(
+    wiring: Wiring,
+    target: Target,
+    action: Callable[[Client], int],
+    hints: Mapping[str, str] | None = None,
+) -> NoReturn:
     """Run an API-only command with a client that is closed afterwards."""
 
     def with_client() -> int:
@@ -154,4 +179,4 @@ def run_remote(wiring: Wiring, target: Target, action: Callable[[Client], int]) 
         finally:
             client.close()
 
-    run(wiring, target, with_client)
+    run(wiring, target, with_client, hints)

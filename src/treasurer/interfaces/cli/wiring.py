@@ -90,7 +90,11 @@ class Backend(Protocol):
 @dataclass(frozen=True, slots=True)
 class Wiring:
     """Injected by bootstrap: the local database, org file I/O, init, serve and the remote
-    client factory (``connect(url, key)``), plus where a local server and its key live."""
+    client factory (``connect(url, key)``), plus where a local server and its key live.
+
+    ``export_key(address)`` returns a custodial key in plain text from the local vault (for
+    ``treasurer vault export``); None where this installation has no vault to read.
+    """
 
     open_backend: Callable[[], Embedded]
     load_org_file: Callable[[Path], dict[str, Any]]
@@ -100,3 +104,4 @@ class Wiring:
     connect: Callable[[str, str], Client] | None = None
     default_url: str = "http://127.0.0.1:8420"
     default_key_file: Path | None = None
+    export_key: Callable[[str], str] | None = None

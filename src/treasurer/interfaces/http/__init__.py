@@ -1,4 +1,4 @@
-"""The HTTP interface: ``create_app(governance, credentials)`` builds the FastAPI app.
+"""The HTTP interface: ``create_app(governance, credentials, payments=...)`` builds the app.
 
 Everything under ``/v1`` needs a credential (an admin key ``tsk_…`` or an agent session
 ``tss_…``); only ``/health``, ``/openapi.json`` and ``/docs`` are public. Errors are RFC 9457

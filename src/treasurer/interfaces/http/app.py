@@ -1,4 +1,4 @@
-"""The FastAPI application: ``create_app(governance, credentials)``.
+"""The FastAPI application: ``create_app(governance, credentials, payments=...)``.
 
 Layers, outside in: authentication (401/429 before anything else), the body limit (413),
 FastAPI's routing with the problem+json handlers, then the routes, one module per noun. Routes
@@ -21,10 +21,12 @@ from treasurer.interfaces.http import (
     routes_authorizations,
     routes_freezes,
     routes_org,
+    routes_payments,
     routes_policies,
     routes_reports,
     routes_sessions,
     routes_wallets,
+    routes_webhooks,
 )
 from treasurer.interfaces.http.deps import HttpContext
 from treasurer.interfaces.http.middleware import Authenticate, BodyLimit
@@ -33,11 +35,14 @@ from treasurer.service.admin import Governance
 from treasurer.service.auth_admin import CredentialAdmin
 from treasurer.service.auth_limiter import FailureLimiter
 from treasurer.service.credentials import Authenticator, CredentialStore
+from treasurer.service.notify_admin import Webhooks
+from treasurer.service.payments import PaymentService
 from treasurer.wire import Health, Problem
 
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs"})
 ROUTERS = (
     routes_authorizations,
+    routes_payments,
     routes_org,
     routes_agents,
     routes_sessions,
@@ -47,6 +52,7 @@ ROUTERS = (
     routes_freezes,
     routes_admin_keys,
     routes_reports,
+    routes_webhooks,
 )
 
 
@@ -64,9 +70,19 @@ class HttpSettings:
 
 
 def create_app(
-    governance: Governance, credentials: CredentialStore, *, settings: HttpSettings | None = None
+    governance: Governance,
+    credentials: CredentialStore,
+    *,
+    settings: HttpSettings | None = None,
+    payments: PaymentService | None = None,
+    webhooks: Webhooks | None = None,
 ) -> FastAPI:
-    """The HTTP API over ``governance`` with credentials in ``credentials``."""
+    """The HTTP API over ``governance`` with credentials in ``credentials``.
+
+    ``payments`` is the custodial pipeline (chains and vault). Without it the server runs in
+    governance mode only: the payment routes answer 503 ``payments_not_configured``, wallet
+    balances ``chain_not_configured``, and custodial wallets cannot be created.
+    """
     settings = settings or HttpSettings()
     app = FastAPI(
         title=settings.title,
@@ -76,7 +92,9 @@ def create_app(
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
-    app.state.treasurer = HttpContext(governance, CredentialAdmin(credentials, governance.clock))
+    app.state.treasurer = HttpContext(
+        governance, CredentialAdmin(credentials, governance.clock), payments, webhooks
+    )
     limiter = FailureLimiter(
         governance.clock,
         max_failures=settings.auth_max_failures,

@@ -14,23 +14,34 @@ from fastapi import Depends, Query, Request
 
 from treasurer.domain.config import OrgConfig
 from treasurer.domain.credentials import Principal
-from treasurer.domain.errors import NotFound, Unauthenticated
+from treasurer.domain.errors import NotFound, TreasurerError, Unauthenticated
 from treasurer.interfaces.http.middleware import PRINCIPAL_KEY
 from treasurer.service.admin import Governance
 from treasurer.service.auth_access import Permission, View, require, require_method
 from treasurer.service.auth_admin import CredentialAdmin
+from treasurer.service.notify_admin import Webhooks
+from treasurer.service.payments import PaymentService
 from treasurer.wire import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT
 
 T = TypeVar("T")
 P = Permission
 
 
+class PaymentsNotConfigured(TreasurerError):
+    """The server runs without chains and a vault: governance mode only (HTTP 503)."""
+
+    code = "payments_not_configured"
+
+
 @dataclass(frozen=True, slots=True)
 class HttpContext:
-    """What the routes work with: governance use cases and credential management."""
+    """What the routes work with: governance use cases, credential management and, when the
+    server holds keys and reaches chains, the custodial payment pipeline."""
 
     governance: Governance
     credentials: CredentialAdmin
+    payments: PaymentService | None = None
+    webhooks: Webhooks | None = None
 
     def view(self, principal: Principal) -> View:
         return View(principal, self.governance.cache.get())
@@ -38,6 +49,25 @@ class HttpContext:
     @property
     def config(self) -> OrgConfig:
         return self.governance.cache.get()
+
+    def require_payments(self) -> PaymentService:
+        """The payment pipeline, or ``payments_not_configured`` naming what is missing."""
+        if self.payments is None:
+            raise PaymentsNotConfigured(
+                "this server makes no custodial payments: it was started without chain "
+                "connections and a key vault; use governance mode (POST /v1/authorizations), "
+                "or ask the operator to configure chains and the vault"
+            )
+        return self.payments
+
+    def require_webhooks(self) -> Webhooks:
+        """Webhook management, or 503 ``webhooks_not_configured`` (an app built without it)."""
+        if self.webhooks is None:
+            raise TreasurerError(
+                "this server was built without webhook notifications",
+                code="webhooks_not_configured",
+            )
+        return self.webhooks
 
 
 async def context(request: Request) -> HttpContext:

@@ -43,6 +43,23 @@ STATUS_BY_CODE: dict[str, int] = {
     "method_not_allowed": 405,
     "not_implemented": 501,
     "internal_error": 500,
+    # Custodial payments. Chain errors are mapped by code, not class: their classes live in
+    # the chain adapters, which this layer may not import (adapters/chains/evm_errors.py).
+    "idempotency_key_required": 400,
+    "payments_not_configured": 503,  # this server was started without chains and a vault
+    "chain_not_configured": 400,  # the wallet's network has no connection on this node
+    "chain_unavailable": 503,  # the node did not answer in time: transient, retry
+    # The RPC URL serves another chain id: an operator must fix the server, retrying the same
+    # request cannot help and the caller did nothing wrong, so neither 400 nor a transient 503.
+    "chain_misconfigured": 502,
+    "chain_rejected": 409,  # refused by the node as things stand (gas funds, nonce, fee)
+    "chain_call_reverted": 409,  # executing it now would revert (e.g. token balance too low)
+    "fee_above_cap": 409,  # the fee right now is above the caller's max_fee_usd
+    "fee_above_quote": 409,
+    "call_not_supported": 400,  # a kind this chain cannot execute (a raw call on Solana)
+    "wallet_not_custodial": 400,  # an external wallet: authorize and capture instead
+    "unknown_asset": 400,
+    "key_not_in_vault": 409,  # a local wallet's address must be a key the vault holds
 }
 STATUS_BY_CLASS: dict[type[TreasurerError], int] = {
     InvalidRequest: 400,  # also every amount_* code, policy_invalid, org_file_invalid

@@ -7,7 +7,7 @@ successful call (201, state ``denied``) because decisions are values, not errors
 
 from __future__ import annotations
 
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
 
@@ -26,8 +26,8 @@ from treasurer.interfaces.http.deps import (
 )
 from treasurer.interfaces.http.problems import COMMON, responses
 from treasurer.interfaces.http.views import authorization_out, decision_out
+from treasurer.interfaces.http.wallet_access import require_own_wallet
 from treasurer.service.auth_access import View
-from treasurer.service.ports import AuditRecord
 from treasurer.service.requests import SpendInput
 from treasurer.wire import AuthorizationOut, CaptureBody, DecisionOut, SpendBody, VoidBody
 
@@ -51,27 +51,8 @@ def _agent_of(ctx: HttpContext, who: Principal, body: SpendBody) -> str:
     else:
         agent = body.agent
         visible_or_404(View(who, config).agent(agent), f"agent {agent!r}")
-    wallet = config.find_wallet(body.wallet)
-    if wallet is not None and wallet.agent_id != agent:
-        _refuse_foreign_wallet(ctx, who, agent, wallet.id, body.wallet)
+    require_own_wallet(ctx, who, agent, body.wallet)
     return agent
-
-
-def _refuse_foreign_wallet(
-    ctx: HttpContext, who: Principal, agent: str, wallet_id: str, ref: str
-) -> NoReturn:
-    """Another agent's wallet looks like a missing one to the caller, and the try is audited."""
-    record = AuditRecord(
-        "access.denied",
-        who.actor,
-        f"wallet:{wallet_id}",
-        {"reason": "wallet_not_owned", "agent": agent},
-    )
-    ctx.credentials.store.record_audit([record], ctx.governance.clock.now())
-    # Same words as for a wallet that does not exist at all.
-    raise NotFound(
-        f"wallet {ref!r} does not exist (give a wallet id or chain:address)", field="wallet"
-    )
 
 
 def _spend(body: SpendBody, agent: str) -> SpendInput:

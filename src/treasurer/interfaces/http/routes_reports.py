@@ -2,26 +2,37 @@
 
 A key scoped to a department sees the spend of its department and the teams below it only;
 the audit log is org-wide, so it needs an unscoped key.
+
+The audit routes use the audit trail the composition root attached to the governance
+(``governance.audit``, see :func:`treasurer.service.audit.audit_of`); without one, the list
+answers unfiltered as before and verification answers 501.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel
 
+from treasurer.domain.audit_verify import Finding
 from treasurer.domain.errors import Forbidden, InvalidRequest
 from treasurer.interfaces.http.deps import Ctx, Pages, Reader, Reporter, stored_page
 from treasurer.interfaces.http.problems import COMMON, NotImplementedYet, responses
 from treasurer.interfaces.http.views import audit_event_out, spend_row_out
 from treasurer.service.admin import GROUPS
+from treasurer.service.audit import audit_of
+from treasurer.service.audit_ports import AuditEntry, AuditQuery
+from treasurer.service.audit_signing import public_key_from_text
 from treasurer.service.auth_access import require_org_wide
 from treasurer.service.ports import SpendRow
 from treasurer.wire import AuditEventOut, Page, SpendReport
 
 router = APIRouter(tags=["reports"], responses=COMMON)
 Filter = Annotated[str | None, Query(max_length=200)]
+#: Event ids are BIGINT: a larger cursor cannot name an event (and would overflow the driver).
+MAX_EVENT_ID = 2**63 - 1
 
 
 def _merge(rows: list[SpendRow]) -> list[SpendRow]:
@@ -58,11 +69,7 @@ def spend(
     vendor: Filter = None,
 ) -> SpendReport:
     """Captured and reserved USD per group, over authorizations created in [since, until)."""
-    for moment, name in ((since, "since"), (until, "until")):
-        if moment is not None and moment.tzinfo is None:
-            raise InvalidRequest(
-                f"{name}: give a time zone (e.g. 2026-04-01T00:00:00Z)", field=name
-            )
+    since, until = _aware(since, "since"), _aware(until, "until")
     given = {"agent": agent, "wallet": wallet, "chain": chain, "asset": asset, "vendor": vendor}
     filters = {k: v for k, v in given.items() if v is not None}
     rows: list[SpendRow] = []
@@ -74,6 +81,13 @@ def spend(
     )
 
 
+def _aware(moment: datetime | None, name: str) -> datetime | None:
+    """A query time must say its zone: a bare time is ambiguous across offices."""
+    if moment is not None and moment.tzinfo is None:
+        raise InvalidRequest(f"{name}: give a time zone (e.g. 2026-04-01T00:00:00Z)", field=name)
+    return moment
+
+
 def _departments(scoped: list[str] | None, wanted: str | None) -> list[str | None]:
     """The department filters to query: the one asked for, or every one a scoped key covers."""
     if scoped is None:
@@ -83,23 +97,146 @@ def _departments(scoped: list[str] | None, wanted: str | None) -> list[str | Non
     return [wanted] if wanted is not None else list(scoped)
 
 
-@router.get("/v1/audit", responses=responses(400))
-def audit(ctx: Ctx, who: Reader, pages: Pages) -> Page[AuditEventOut]:
-    """Audit events in order; pass ``next`` as ``after`` to continue."""
+@router.get("/v1/audit", responses=responses(400, 501))
+def audit(
+    ctx: Ctx,
+    who: Reader,
+    pages: Pages,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    kind: Filter = None,
+    actor: Filter = None,
+    subject: Filter = None,
+    agent: Filter = None,
+    department: Filter = None,
+    wallet: Filter = None,
+    chain: Filter = None,
+    outcome: Annotated[
+        Literal["allowed", "denied"] | None, Query(description="of decisions")
+    ] = None,
+) -> Page[AuditEventOut]:
+    """Audit events in id order; pass ``next`` as ``after`` to continue.
+
+    Every filter is an indexed query. ``at`` in [since, until); ``kind``, ``actor`` and
+    ``subject`` match exactly; ``agent``, ``department``, ``wallet``, ``chain`` and
+    ``outcome`` are what each event concerns, resolved when the event is sealed into the hash
+    chain (this call seals first, so only events of still-open transactions can be missing).
+    """
     require_org_wide(who, "the audit log")
-    after = pages.after or "0"
-    if not after.isdigit():
+    after = _event_cursor(pages.after)
+    query = AuditQuery(
+        since=_aware(since, "since"),
+        until=_aware(until, "until"),
+        kind=kind,
+        actor=actor,
+        subject=subject,
+        agent=agent,
+        department=department,
+        wallet=wallet,
+        chain=chain,
+        outcome=outcome,
+    )
+    trail = audit_of(ctx.governance)
+    if trail is None:
+        if query != AuditQuery():
+            raise NotImplementedYet(
+                "audit filters need the audit trail, and this server was built without one"
+            )
+        rows = ctx.governance.store.audit_events(pages.limit + 1, after)
+        items, nxt = stored_page(rows, lambda e: str(e["id"]), pages.limit)
+        return Page[AuditEventOut](items=[audit_event_out(e) for e in items], next=nxt)
+    entries = trail.events(query, pages.limit + 1, after)
+    chunk, nxt = stored_page(entries, lambda e: str(e.id), pages.limit)
+    return Page[AuditEventOut](items=[_event_out(e) for e in chunk], next=nxt)
+
+
+def _event_cursor(after: str | None) -> int:
+    text = after or "0"
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_EVENT_ID:
         raise InvalidRequest("after: the audit cursor is an event id (digits)", field="after")
-    rows = ctx.governance.store.audit_events(pages.limit + 1, int(after))
-    items, nxt = stored_page(rows, lambda e: str(e["id"]), pages.limit)
-    return Page[AuditEventOut](items=[audit_event_out(e) for e in items], next=nxt)
+    return int(text)
 
 
-@router.get("/v1/audit/verify", responses=responses(501))
-def verify_audit(ctx: Ctx, who: Reader) -> dict[str, str]:
-    """Verify the hash chain of the audit log. Not available yet (501): the chain comes later."""
+def _event_out(entry: AuditEntry) -> AuditEventOut:
+    payload = entry.payload if isinstance(entry.payload, dict) else {"raw": entry.payload}
+    return AuditEventOut(
+        id=entry.id,
+        at=entry.at,
+        kind=entry.kind,
+        actor=entry.actor,
+        subject=entry.subject,
+        payload=payload,
+    )
+
+
+class AuditFindingOut(BaseModel):
+    """One problem of the chain: what, where, and in words."""
+
+    problem: str
+    message: str
+    seq: int | None = None
+    id: int | None = None
+
+
+class AuditVerificationOut(BaseModel):
+    """The verdict on the live hash chain (``ok`` false names the first broken event)."""
+
+    ok: bool
+    events: int
+    last_seq: int | None
+    head_hash: str | None
+    checkpoints: int
+    signed_through: int | None
+    unsigned_events: int
+    unsealed_events: int
+    key_ids: list[str]
+    first_broken: AuditFindingOut | None
+    checkpoint_problems: list[AuditFindingOut]
+    checkpoint_problem_count: int
+
+
+@router.get("/v1/audit/verify", responses=responses(400, 501))
+def verify_audit(
+    ctx: Ctx,
+    who: Reader,
+    public_key: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Ed25519 public key (64 hex digits) every checkpoint must be signed by",
+        ),
+    ] = None,
+) -> AuditVerificationOut:
+    """Verify the hash chain of the live audit log and its signed checkpoints.
+
+    Seals what can be sealed, then recomputes every hash from event 1. A broken chain is an
+    answer, not an error: ``ok`` is false and ``first_broken`` names the first event that was
+    altered, removed, inserted or reordered.
+    """
     require_org_wide(who, "the audit log")
-    raise NotImplementedYet(
-        "audit verification is not available yet: the audit log is not hash-chained in this "
-        "release; the audit-chain feature adds chaining, checkpoints and verify"
+    trusted = public_key_from_text(public_key) if public_key is not None else None
+    trail = audit_of(ctx.governance)
+    if trail is None:
+        raise NotImplementedYet("this server was built without the audit trail")
+    live = trail.verify_live(trusted)
+    report = live.report
+    return AuditVerificationOut(
+        ok=report.ok,
+        events=report.events,
+        last_seq=report.last_seq,
+        head_hash=report.head_hash,
+        checkpoints=report.checkpoints,
+        signed_through=report.signed_through,
+        unsigned_events=report.unsigned_events,
+        unsealed_events=live.unsealed,
+        key_ids=list(report.key_ids),
+        first_broken=_finding_out(report.first_broken) if report.first_broken else None,
+        checkpoint_problems=[_finding_out(f) for f in report.checkpoint_problems],
+        checkpoint_problem_count=report.checkpoint_problem_count,
+    )
+
+
+def _finding_out(finding: Finding) -> AuditFindingOut:
+    return AuditFindingOut(
+        problem=finding.problem, message=finding.message, seq=finding.seq, id=finding.id
     )

@@ -1,0 +1,298 @@
+"""The tamper-evident audit trail: seal, checkpoint, export, verify (:class:`AuditTrail`).
+
+Events are written by the store, in the transaction of the change they record, exactly as
+before the chain existed; nothing on the hot path waits for a hash. :meth:`AuditTrail.seal`
+links them afterwards (see ``docs/audit.md`` for why that stays correct with many concurrent
+writers), and runs on demand (before every export and verification) and in the background of
+``treasurer serve`` (:func:`seal_forever`). Checkpoints sign the head of the chain with the
+deployment's Ed25519 key, so an attacker who rewrites the chain and recomputes every hash is
+still caught.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from treasurer.domain.audit_chain import (
+    ChainEvent,
+    Checkpoint,
+    ExportEnd,
+    ExportHeader,
+    checkpoint_line,
+    checkpoint_message,
+    end_line,
+    event_line,
+    header_line,
+)
+from treasurer.domain.audit_verify import ChainVerifier, VerifyReport
+from treasurer.domain.errors import TreasurerError
+from treasurer.service.audit_ports import AuditEntry, AuditLog, AuditQuery, CheckpointSigner
+from treasurer.service.audit_signing import verify_ed25519
+from treasurer.service.ports import Clock
+
+#: Events sealed per transaction: short enough not to hold SQLite's one writer for long.
+SEAL_BATCH = 500
+#: Events read per query when exporting or verifying.
+READ_PAGE = 1000
+#: How often ``treasurer serve`` seals, and how often it signs a checkpoint of a moved head.
+SEAL_INTERVAL_S = 1.0
+CHECKPOINT_INTERVAL_S = 3600.0
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_SEQ = 2**62
+_logger = logging.getLogger("treasurer.audit")
+
+
+class TextSink(Protocol):
+    """Where an export goes (an open text file, ``sys.stdout``, ``io.StringIO``)."""
+
+    def write(self, text: str, /) -> object: ...
+
+
+class SigningKeyMissing(TreasurerError):
+    """A checkpoint was asked for, but this deployment was given no signing key."""
+
+    code = "audit_signing_key_missing"
+
+
+class AuditChainBroken(TreasurerError):
+    """The chain no longer verifies, so the sealer will not sign a checkpoint over it."""
+
+    code = "audit_chain_broken"
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSummary:
+    """What an export wrote."""
+
+    events: int
+    checkpoints: int
+    first_seq: int | None
+    last_seq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveVerification:
+    """The verdict on the database's chain, and how many events still wait for the sealer
+    (on PostgreSQL: events of transactions that were still open)."""
+
+    report: VerifyReport
+    unsealed: int
+
+
+class AuditTrail:
+    """Sealing, checkpoints, export and verification over one :class:`AuditLog`."""
+
+    def __init__(self, log: AuditLog, clock: Clock, signer: CheckpointSigner | None = None) -> None:
+        self.log = log
+        self.clock = clock
+        self.signer = signer
+
+    # -- sealing --------------------------------------------------------------------------------
+    def seal(self) -> int:
+        """Seal every event committed so far that can be sealed; return how many were.
+
+        Bounded by what was waiting when it started, so a steady stream of new events cannot
+        keep one call running. Idempotent: sealed events are never sealed again.
+        """
+        waiting = self.log.unsealed()
+        total = 0
+        while total < waiting:
+            want = min(SEAL_BATCH, waiting - total)
+            done = self.log.seal(want)
+            total += done
+            if done < want:  # the rest is not sealable yet (open transactions) or gone
+                break
+        return total
+
+    def checkpoint(self, signer: CheckpointSigner | None = None) -> Checkpoint | None:
+        """Seal, then sign the head of the chain (None when the chain is empty). A head that
+        already has a checkpoint is not signed twice."""
+        key = signer or self.signer
+        if key is None:
+            raise SigningKeyMissing(
+                "no audit signing key: checkpoints need the deployment's Ed25519 key"
+            )
+        self.seal()
+        head = self.log.head()
+        if head is None:
+            return None
+        latest = self.log.latest_checkpoint()
+        if latest is not None and latest.seq == head.seq:
+            return latest
+        self._verify_since(latest, head.seq)
+        at_us = _micros(self.clock.now())
+        message = checkpoint_message(head.seq, head.hash, at_us, key.key_id)
+        made = Checkpoint(
+            head.seq, head.hash, at_us, key.key_id, key.public_key, key.sign(message).hex()
+        )
+        if self.log.add_checkpoint(made):
+            return made
+        return self.log.checkpoints(head.seq, head.seq)[0]  # another node signed it first
+
+    def _verify_since(self, latest: Checkpoint | None, head_seq: int) -> None:
+        """Refuse to sign a chain that is broken since the last checkpoint: a signature must
+        never vouch for a rewrite that happened in the unsigned tail."""
+        start = latest.seq if latest is not None else 1
+        verifier = ChainVerifier(verify_ed25519, expect_first_seq=start)
+        for item in self._walk((start, head_seq)):
+            if isinstance(item, ChainEvent):
+                verifier.event(item)
+            else:
+                verifier.checkpoint(item)
+        report = verifier.finish()
+        if not report.ok:
+            problem = report.first_broken or report.checkpoint_problems[0]
+            raise AuditChainBroken(
+                f"the audit chain is broken, so it was not signed: {problem.message}; "
+                "run GET /v1/audit/verify for the whole report"
+            )
+
+    def tick(self, checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S) -> int:
+        """One background step: seal, and sign a checkpoint when the last one is older than
+        ``checkpoint_interval_s`` and the chain has moved since. Returns events sealed."""
+        sealed = self.seal()
+        if self.signer is None:
+            return sealed
+        head, latest = self.log.head(), self.log.latest_checkpoint()
+        if head is None or (latest is not None and latest.seq == head.seq):
+            return sealed
+        age_s = (_micros(self.clock.now()) - (latest.at_us if latest else 0)) / 1e6
+        if latest is None or age_s >= checkpoint_interval_s:
+            self.checkpoint()
+        return sealed
+
+    # -- reading --------------------------------------------------------------------------------
+    def events(self, query: AuditQuery, limit: int, after_id: int = 0) -> list[AuditEntry]:
+        """The event list; filters that only sealed events answer are sealed for first."""
+        if query.sealed_filters():
+            self.seal()
+        return self.log.events(query, limit, after_id)
+
+    def export(
+        self, out: TextSink, since: datetime | None = None, until: datetime | None = None
+    ) -> ExportSummary:
+        """Write the chain (or the contiguous slice covering [since, until)) to ``out`` as JSON
+        Lines: a header, every event with its checkpoints right after it, an end line.
+
+        Seals first; with a signing key, also signs the head, so a whole export ends with a
+        signed checkpoint.
+        """
+        self.seal()
+        if self.signer is not None:
+            self.checkpoint()
+        span = self._span(since, until)
+        first, last = span if span is not None else (None, None)
+        out.write(
+            header_line(
+                ExportHeader(first, last, _opt_micros(since), _opt_micros(until), self._now_us())
+            )
+        )
+        events = checkpoints = 0
+        written_last: int | None = None
+        for item in self._walk(span):
+            if isinstance(item, ChainEvent):
+                out.write(event_line(item))
+                events, written_last = events + 1, item.seq
+            else:
+                out.write(checkpoint_line(item))
+                checkpoints += 1
+        out.write(end_line(ExportEnd(events, checkpoints, written_last)))
+        return ExportSummary(events, checkpoints, first, last)
+
+    def verify_live(self, trusted_key: str | None = None) -> LiveVerification:
+        """Seal, then verify the database's whole chain from event 1, with its checkpoints."""
+        self.seal()
+        head = self.log.head()
+        verifier = ChainVerifier(verify_ed25519, trusted_key, expect_first_seq=1)
+        for item in self._walk((1, head.seq) if head is not None else None, tail=True):
+            if isinstance(item, ChainEvent):
+                verifier.event(item)
+            else:
+                verifier.checkpoint(item)
+        return LiveVerification(verifier.finish(), self.log.unsealed())
+
+    def _span(self, since: datetime | None, until: datetime | None) -> tuple[int, int] | None:
+        if since is None and until is None:
+            head = self.log.head()
+            return (1, head.seq) if head is not None else None
+        return self.log.seq_range(since, until)
+
+    def _walk(
+        self, span: tuple[int, int] | None, *, tail: bool = False
+    ) -> Iterator[ChainEvent | Checkpoint]:
+        """Events of ``span`` in ``seq`` order, each checkpoint right after the event with its
+        ``seq`` (before the next event when that one is missing). ``tail`` adds checkpoints
+        past the chain's end, so a checkpoint of deleted trailing events is still seen."""
+        last = 0
+        if span is not None:
+            first, last = span
+            after = first - 1
+            while after < last:
+                page = self.log.chain(after, last, READ_PAGE)
+                upto = page[-1].seq if len(page) == READ_PAGE else last
+                yield from _merge(page, self.log.checkpoints(after + 1, upto))
+                after = upto
+        if tail:
+            # Checkpoints past the last event mean trailing events were deleted, unless the
+            # chain grew (and a checkpoint was signed) while this walk ran: read the head again.
+            now = self.log.head()
+            yield from self.log.checkpoints(max(last, now.seq if now else 0) + 1, _MAX_SEQ)
+
+    def _now_us(self) -> int:
+        return _micros(self.clock.now())
+
+
+def _merge(
+    events: list[ChainEvent], checkpoints: list[Checkpoint]
+) -> Iterator[ChainEvent | Checkpoint]:
+    pending = iter(checkpoints)
+    upcoming = next(pending, None)
+    for event in events:
+        while upcoming is not None and upcoming.seq < event.seq:
+            yield upcoming
+            upcoming = next(pending, None)
+        yield event
+        while upcoming is not None and upcoming.seq == event.seq:
+            yield upcoming
+            upcoming = next(pending, None)
+    while upcoming is not None:
+        yield upcoming
+        upcoming = next(pending, None)
+
+
+def audit_of(owner: object) -> AuditTrail | None:
+    """The audit trail an object offers as ``.audit`` (the embedded governance, once the
+    composition root attached one); None when it offers none."""
+    trail = getattr(owner, "audit", None)
+    return trail if isinstance(trail, AuditTrail) else None
+
+
+def seal_forever(
+    trail: AuditTrail,
+    stop: threading.Event,
+    interval_s: float = SEAL_INTERVAL_S,
+    checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
+) -> None:
+    """Seal every ``interval_s`` (and sign a checkpoint every ``checkpoint_interval_s`` when
+    the trail has a signer) until ``stop`` is set; for a background thread of the server.
+    A failed round is logged and retried on the next tick."""
+    while not stop.wait(interval_s):
+        try:
+            trail.tick(checkpoint_interval_s)
+        except Exception:
+            _logger.exception("audit sealing failed")
+
+
+def _micros(moment: datetime) -> int:
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _opt_micros(moment: datetime | None) -> int | None:
+    return None if moment is None else _micros(moment)

@@ -1,0 +1,152 @@
+"""The audit trail over HTTP: ``GET /v1/audit`` filters and ``GET /v1/audit/verify``.
+
+The app is the production one (``build_app``) with the audit trail attached to its governance
+the way the composition root attaches it (``governance.audit``); a server built without one
+keeps the unfiltered list and answers 501 for the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from tests.fakes import FakeClock
+from tests.orgs import SHOP, cross_wallet_org
+
+from treasurer.adapters.sql.audit_store import SqlAuditLog
+from treasurer.adapters.sql.credential_store import SqlCredentialStore
+from treasurer.adapters.sql.store import SqlStore
+from treasurer.bootstrap import build_app
+from treasurer.interfaces.http import create_app
+from treasurer.service.admin import Governance
+from treasurer.service.audit import AuditTrail, audit_of
+from treasurer.service.audit_signing import Ed25519Signer
+from treasurer.service.credentials import create_admin_key
+
+SIGNER = Ed25519Signer(Ed25519PrivateKey.generate())
+Headers = dict[str, str]
+
+
+def attach_audit(app: FastAPI) -> AuditTrail:
+    """The trail of the app's governance (attached here when bootstrap has not yet)."""
+    governance = app.state.treasurer.governance
+    trail = audit_of(governance)
+    if trail is None:
+        trail = AuditTrail(SqlAuditLog(governance.sql.db), governance.clock, SIGNER)
+        governance.audit = trail
+    return trail
+
+
+@dataclass
+class Api:
+    client: TestClient
+    admin: Headers
+    trail: AuditTrail
+    app: FastAPI
+
+    def get(self, path: str, status: int = 200) -> Any:
+        response = self.client.get(path, headers=self.admin)
+        assert response.status_code == status, response.text
+        return response.json()
+
+
+@pytest.fixture
+def api(database_url: str, clock: FakeClock) -> Iterator[Api]:
+    app = build_app(database_url, clock)
+    trail = attach_audit(app)
+    _key, token = create_admin_key(
+        app.state.treasurer.credentials.store, "root", "admin", now=clock.now()
+    )
+    admin = {"Authorization": f"Bearer {token}"}
+    with TestClient(app) as client:
+        assert client.post("/v1/org", json=cross_wallet_org(), headers=admin).status_code == 200
+        agent = client.post("/v1/agents/agent_a/sessions", json={"name": "t"}, headers=admin)
+        spend = {"Authorization": f"Bearer {agent.json()['token']}"}
+        for amount in ("10.00", "5000.00", "20.00"):
+            body = {"wallet": "w1", "amount": amount, "asset": "USDC", "recipient": SHOP}
+            assert client.post("/v1/authorizations", json=body, headers=spend).status_code == 201
+        yield Api(client, admin, trail, app)
+    app.state.treasurer.governance.close()
+
+
+def test_verify_answers_on_the_live_chain(api: Api) -> None:
+    """Intact: ok, every event counted, nothing waiting; pinned to the signing key."""
+    api.trail.checkpoint()
+    verdict = api.get(f"/v1/audit/verify?public_key={SIGNER.public_key}")
+    assert verdict["ok"] is True, verdict
+    assert verdict["first_broken"] is None
+    assert verdict["events"] == verdict["last_seq"] > 10
+    assert verdict["unsealed_events"] == 0
+    assert verdict["signed_through"] == verdict["last_seq"]
+    assert verdict["key_ids"] == [SIGNER.key_id]
+
+
+def test_verify_names_the_first_event_edited_in_the_database(api: Api) -> None:
+    """A broken chain is an answer (200, ok false), naming the event by seq and id."""
+    api.trail.seal()
+    edited = api.app.state.treasurer.governance.sql.db.run(
+        lambda tx: tx.execute("UPDATE audit_events SET actor = 'admin:mallory' WHERE seq = 4")
+    )
+    assert edited == 1
+    verdict = api.get("/v1/audit/verify")
+    assert verdict["ok"] is False
+    assert verdict["first_broken"]["problem"] == "altered"
+    assert verdict["first_broken"]["seq"] == 4
+    assert "seq 4" in verdict["first_broken"]["message"]
+
+
+def test_verify_refuses_a_malformed_public_key(api: Api) -> None:
+    response = api.client.get("/v1/audit/verify?public_key=nope", headers=api.admin)
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_request"
+
+
+def test_the_list_filters_by_what_events_concern(api: Api) -> None:
+    """Agent, wallet, outcome, kind and time filters, with the cursor carried across pages."""
+    denied = api.get("/v1/audit?agent=agent_a&outcome=denied")["items"]
+    assert [e["kind"] for e in denied] == ["authorization.denied"]
+    assert json.dumps(denied[0]["payload"]).count("5000") >= 1
+    decisions = api.get("/v1/audit?wallet=w1&chain=base&kind=authorization.created")["items"]
+    assert len(decisions) == 2
+    first = api.get("/v1/audit?agent=agent_a&limit=2")
+    rest = api.get(f"/v1/audit?agent=agent_a&limit=500&after={first['next']}")
+    every = api.get("/v1/audit?agent=agent_a&limit=500")["items"]
+    assert first["items"] + rest["items"] == every
+    assert api.get("/v1/audit?since=2100-01-01T00:00:00Z")["items"] == []
+    assert api.get("/v1/audit?until=2000-01-01T00:00:00Z")["items"] == []
+    assert len(api.get("/v1/audit?since=2000-01-01T00:00:00Z&limit=500")["items"]) == len(
+        api.get("/v1/audit?limit=500")["items"]
+    )
+
+
+def test_the_list_refuses_bad_filters(api: Api) -> None:
+    for query, status in (
+        ("since=2026-01-01T00:00:00", 400),  # no time zone
+        ("outcome=maybe", 422),
+        ("after=99999999999999999999", 400),
+        ("after=%C2%B2", 400),  # a digit, but not an ASCII one
+    ):
+        response = api.client.get(f"/v1/audit?{query}", headers=api.admin)
+        assert response.status_code == status, (query, response.text)
+
+
+def test_a_server_without_the_trail_keeps_the_plain_list(sqlite_url: str, clock: FakeClock) -> None:
+    """Governance with no ``audit`` attached: the list as before, filters and verify 501."""
+    store = SqlStore(sqlite_url)
+    store.migrate()
+    app = create_app(Governance(store, clock), SqlCredentialStore(store.db))
+    _key, token = create_admin_key(
+        app.state.treasurer.credentials.store, "root", "admin", now=clock.now()
+    )
+    admin = {"Authorization": f"Bearer {token}"}
+    with TestClient(app) as client:
+        assert client.get("/v1/audit", headers=admin).status_code == 200
+        assert client.get("/v1/audit?kind=x", headers=admin).status_code == 501
+        assert client.get("/v1/audit/verify", headers=admin).status_code == 501
+    store.close()
