@@ -47,8 +47,9 @@ def trail(gov: EmbeddedGovernance) -> AuditTrail:
     return AuditTrail(SqlAuditLog(gov.sql.db), gov.clock, SIGNER)
 
 
-def traffic(gov: EmbeddedGovernance, clock: FakeClock) -> dict[str, str]:
-    """Config apply, an allowed spend captured, a denial, a void, a freeze and its lifting."""
+def traffic(gov: EmbeddedGovernance, clock: FakeClock, trail: AuditTrail) -> dict[str, str]:
+    """Config apply, an allowed spend captured, a denial, a void, a freeze and its lifting;
+    then sealed."""
     gov.apply(cross_wallet_org())
     clock.advance(minutes=1)
     allowed = gov.authorize(agent="agent_a", wallet="w1", amount="10", asset="USDC", recipient=SHOP)
@@ -60,6 +61,7 @@ def traffic(gov: EmbeddedGovernance, clock: FakeClock) -> dict[str, str]:
     clock.advance(minutes=1)
     gov.freeze("wallet:w2", reason="audit test")
     gov.unfreeze("wallet:w2")
+    seal_all(trail)
     return {"allowed": allowed.id, "denied": denied.id, "voided": voided.id}
 
 
@@ -73,16 +75,12 @@ def verify(lines: list[str], trusted: str | None = SIGNER.public_key) -> VerifyR
     return verify_export(lines, verify_ed25519, trusted)
 
 
-def seal_all(trail: AuditTrail, timeout_s: float = 30.0) -> None:
-    """Seal until nothing waits (on PostgreSQL another test's open transaction on the same
-    server may hold the sealer back for a moment)."""
+def seal_all(trail: AuditTrail, timeout_s: float = 60.0) -> None:
+    """Seal until nothing waits. On PostgreSQL any write transaction still open on the server
+    (another test's, in another schema) holds the sealer back until it ends."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        trail.seal()
-        if trail.log.unsealed() == 0:
-            return
+    while trail.settle(0.5):
         assert time.monotonic() < deadline, "events stayed unsealed"
-        time.sleep(0.05)
 
 
 def chain_rows(gov: EmbeddedGovernance) -> list[tuple[int, int | None, str | None]]:
@@ -109,7 +107,7 @@ def test_every_event_is_sealed_once_in_a_gapless_chain(
     gov: EmbeddedGovernance, trail: AuditTrail, clock: FakeClock
 ) -> None:
     """seq runs 1..n over every row, and the live chain verifies."""
-    traffic(gov, clock)
+    traffic(gov, clock, trail)
     seal_all(trail)
     rows = chain_rows(gov)
     assert sorted(seq for _id, seq, _hash in rows if seq is not None) == list(
@@ -125,7 +123,7 @@ def test_sealing_twice_changes_nothing(
     gov: EmbeddedGovernance, trail: AuditTrail, clock: FakeClock
 ) -> None:
     """A second seal writes nothing; new events extend the chain without touching the old."""
-    traffic(gov, clock)
+    traffic(gov, clock, trail)
     seal_all(trail)
     before = chain_rows(gov)
     assert trail.seal() == 0
@@ -141,11 +139,12 @@ def test_checkpoints_sign_the_head_once(
     gov: EmbeddedGovernance, trail: AuditTrail, clock: FakeClock
 ) -> None:
     """A checkpoint of an unchanged head is not signed again; a moved head gets a new one."""
-    traffic(gov, clock)
+    traffic(gov, clock, trail)
     first = trail.checkpoint()
     assert first is not None
     assert trail.checkpoint() == first
     gov.authorize(agent="agent_b", wallet="w3", amount="1", asset="USDC")
+    seal_all(trail)
     second = trail.checkpoint()
     assert second is not None and second.seq == first.seq + 1
     assert trail.log.checkpoints(1, second.seq) == [first, second]
@@ -156,11 +155,12 @@ def test_tick_signs_a_moved_head_once_an_interval_has_passed(
     gov: EmbeddedGovernance, trail: AuditTrail, clock: FakeClock
 ) -> None:
     """The server's background step: seal always, sign at most once per interval."""
-    traffic(gov, clock)
-    assert trail.tick(checkpoint_interval_s=3600) > 0
+    traffic(gov, clock, trail)
+    trail.tick(checkpoint_interval_s=3600)
     first = trail.log.latest_checkpoint()
     assert first is not None
     gov.authorize(agent="agent_b", wallet="w3", amount="1", asset="USDC")
+    seal_all(trail)
     trail.tick(checkpoint_interval_s=3600)
     assert trail.log.latest_checkpoint() == first
     clock.advance(hours=2)
@@ -190,7 +190,7 @@ def test_seal_forever_seals_in_the_background(gov: EmbeddedGovernance, trail: Au
 def test_an_untouched_export_verifies(
     gov: EmbeddedGovernance, trail: AuditTrail, clock: FakeClock
 ) -> None:
-    traffic(gov, clock)
+    traffic(gov, clock, trail)
     lines = export_text(trail)
     report = verify(lines)
     assert report.ok, report
@@ -205,7 +205,7 @@ def test_a_time_slice_verifies_on_its_own(
 ) -> None:
     """--since/--until: the contiguous stretch of the chain over that time, anchored."""
     start = clock.now()
-    traffic(gov, clock)
+    traffic(gov, clock, trail)
     lines = export_text(
         trail, since=start + timedelta(minutes=1), until=start + timedelta(minutes=2)
     )
@@ -220,7 +220,7 @@ def test_a_time_slice_verifies_on_its_own(
 def test_tampering_with_an_export_names_the_first_broken_event(
     gov: EmbeddedGovernance, trail: AuditTrail, clock: FakeClock, tamper: str
 ) -> None:
-    traffic(gov, clock)
+    traffic(gov, clock, trail)
     lines = export_text(trail)
     target = 5
     index = event_line_index(lines, target)
@@ -247,7 +247,7 @@ def test_tampering_with_an_export_names_the_first_broken_event(
 def test_a_checkpoint_with_a_wrong_signature_is_detected(
     gov: EmbeddedGovernance, trail: AuditTrail, clock: FakeClock
 ) -> None:
-    traffic(gov, clock)
+    traffic(gov, clock, trail)
     lines = export_text(trail)
     index = max(i for i, line in enumerate(lines) if '"type":"checkpoint"' in line)
     data = json.loads(lines[index])
@@ -262,7 +262,7 @@ def test_an_edited_row_in_the_database_is_named(
     gov: EmbeddedGovernance, trail: AuditTrail, clock: FakeClock
 ) -> None:
     """Someone with database access rewrites a denial as an approval: verify names it."""
-    ids = traffic(gov, clock)
+    ids = traffic(gov, clock, trail)
     seal_all(trail)
     row = gov.sql.db.run(
         lambda tx: tx.one(
@@ -292,7 +292,7 @@ def test_an_edited_row_in_the_database_is_named(
 def test_a_deleted_row_in_the_database_is_named(
     gov: EmbeddedGovernance, trail: AuditTrail, clock: FakeClock
 ) -> None:
-    traffic(gov, clock)
+    traffic(gov, clock, trail)
     seal_all(trail)
     sql(gov, "DELETE FROM audit_events WHERE seq = :seq", {"seq": 3})
     broken = trail.verify_live().report.first_broken
@@ -304,7 +304,7 @@ def test_deleting_the_newest_events_is_caught_by_their_checkpoint(
     gov: EmbeddedGovernance, trail: AuditTrail, clock: FakeClock
 ) -> None:
     """The last events and nothing after them to link: the checkpoint still names the end."""
-    traffic(gov, clock)
+    traffic(gov, clock, trail)
     checkpoint = trail.checkpoint()
     assert checkpoint is not None
     sql(gov, "DELETE FROM audit_events WHERE seq >= :seq", {"seq": checkpoint.seq - 1})
@@ -319,7 +319,7 @@ def test_a_checkpoint_never_signs_a_chain_broken_since_the_last_one(
     gov: EmbeddedGovernance, trail: AuditTrail, clock: FakeClock
 ) -> None:
     """A rewrite in the unsigned tail (hash recomputed too) is refused, not blessed."""
-    traffic(gov, clock)
+    traffic(gov, clock, trail)
     first = trail.checkpoint()
     assert first is not None
     gov.authorize(agent="agent_b", wallet="w3", amount="1", asset="USDC")
@@ -337,7 +337,7 @@ def test_a_checkpoint_never_signs_a_chain_broken_since_the_last_one(
 def test_a_forged_checkpoint_in_the_database_is_detected(
     gov: EmbeddedGovernance, trail: AuditTrail, clock: FakeClock
 ) -> None:
-    traffic(gov, clock)
+    traffic(gov, clock, trail)
     checkpoint = trail.checkpoint()
     assert checkpoint is not None
     sql(
@@ -358,7 +358,7 @@ def test_filters_find_what_each_event_concerns(
 ) -> None:
     """Agent, wallet, department, chain and outcome reach captures and voids too (through
     the authorization they name), not only the decisions whose payload says so."""
-    ids = traffic(gov, clock)
+    ids = traffic(gov, clock, trail)
 
     def kinds(**filters: object) -> list[tuple[str, str]]:
         return [(e.kind, e.subject) for e in trail.events(AuditQuery(**filters), 100)]  # type: ignore[arg-type]
@@ -379,7 +379,7 @@ def test_filters_find_what_each_event_concerns(
 def test_filtered_pages_resume_after_the_cursor(
     gov: EmbeddedGovernance, trail: AuditTrail, clock: FakeClock
 ) -> None:
-    traffic(gov, clock)
+    traffic(gov, clock, trail)
     query = AuditQuery(agent="agent_a")
     every = [e.id for e in trail.events(query, 100)]
     first = [e.id for e in trail.events(query, 3)]

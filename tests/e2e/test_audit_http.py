@@ -8,6 +8,7 @@ keeps the unfiltered list and answers 501 for the rest.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,13 @@ def attach_audit(app: FastAPI) -> AuditTrail:
     return trail
 
 
+def seal_all(trail: AuditTrail, timeout_s: float = 60.0) -> None:
+    """Seal everything; on PostgreSQL another test's open transaction may delay it."""
+    deadline = time.monotonic() + timeout_s
+    while trail.settle(0.5):
+        assert time.monotonic() < deadline, "events stayed unsealed"
+
+
 @dataclass
 class Api:
     client: TestClient
@@ -71,6 +79,7 @@ def api(database_url: str, clock: FakeClock) -> Iterator[Api]:
         for amount in ("10.00", "5000.00", "20.00"):
             body = {"wallet": "w1", "amount": amount, "asset": "USDC", "recipient": SHOP}
             assert client.post("/v1/authorizations", json=body, headers=spend).status_code == 201
+        seal_all(trail)
         yield Api(client, admin, trail, app)
     app.state.treasurer.governance.close()
 
@@ -89,7 +98,6 @@ def test_verify_answers_on_the_live_chain(api: Api) -> None:
 
 def test_verify_names_the_first_event_edited_in_the_database(api: Api) -> None:
     """A broken chain is an answer (200, ok false), naming the event by seq and id."""
-    api.trail.seal()
     edited = api.app.state.treasurer.governance.sql.db.run(
         lambda tx: tx.execute("UPDATE audit_events SET actor = 'admin:mallory' WHERE seq = 4")
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +40,10 @@ from treasurer.service.ports import Clock
 SEAL_BATCH = 500
 #: Events read per query when exporting or verifying.
 READ_PAGE = 1000
+#: How long an export or a verification waits for events that open transactions hold back,
+#: and how often it looks again.
+SETTLE_TIMEOUT_S = 5.0
+SETTLE_POLL_S = 0.05
 #: How often ``treasurer serve`` seals, and how often it signs a checkpoint of a moved head.
 SEAL_INTERVAL_S = 1.0
 CHECKPOINT_INTERVAL_S = 3600.0
@@ -110,6 +115,23 @@ class AuditTrail:
                 break
         return total
 
+    def settle(self, timeout_s: float = SETTLE_TIMEOUT_S) -> int:
+        """Seal, waiting up to ``timeout_s`` for the events committed before the call whose
+        sealing an open transaction holds back (PostgreSQL); returns how many are still
+        waiting (0 on SQLite, and usually within milliseconds on PostgreSQL).
+
+        The wait is on the database, not on the injected clock, so it uses the monotonic
+        clock: a test's frozen clock must not make it spin forever.
+        """
+        through = self.log.last_id()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.seal()
+            waiting = self.log.unsealed(through)
+            if waiting == 0 or time.monotonic() >= deadline:
+                return waiting
+            time.sleep(SETTLE_POLL_S)
+
     def checkpoint(self, signer: CheckpointSigner | None = None) -> Checkpoint | None:
         """Seal, then sign the head of the chain (None when the chain is empty). A head that
         already has a checkpoint is not signed twice."""
@@ -180,10 +202,10 @@ class AuditTrail:
         """Write the chain (or the contiguous slice covering [since, until)) to ``out`` as JSON
         Lines: a header, every event with its checkpoints right after it, an end line.
 
-        Seals first; with a signing key, also signs the head, so a whole export ends with a
-        signed checkpoint.
+        Settles first (events of transactions still open are waited for, briefly); with a
+        signing key, also signs the head, so a whole export ends with a signed checkpoint.
         """
-        self.seal()
+        self.settle()
         if self.signer is not None:
             self.checkpoint()
         span = self._span(since, until)
@@ -206,8 +228,8 @@ class AuditTrail:
         return ExportSummary(events, checkpoints, first, last)
 
     def verify_live(self, trusted_key: str | None = None) -> LiveVerification:
-        """Seal, then verify the database's whole chain from event 1, with its checkpoints."""
-        self.seal()
+        """Settle, then verify the database's whole chain from event 1, with its checkpoints."""
+        self.settle()
         head = self.log.head()
         verifier = ChainVerifier(verify_ed25519, trusted_key, expect_first_seq=1)
         for item in self._walk((1, head.seq) if head is not None else None, tail=True):

@@ -70,8 +70,12 @@ class AuditLog(Protocol):
         """Seal at most ``max_events`` sealable events in one transaction; return how many."""
         ...
 
-    def unsealed(self) -> int:
-        """How many committed events are not sealed yet."""
+    def unsealed(self, through_id: int | None = None) -> int:
+        """How many committed events (with ``id <= through_id``) are not sealed yet."""
+        ...
+
+    def last_id(self) -> int:
+        """The highest event id committed so far (0: none)."""
         ...
 
     def head(self) -> ChainHead | None:

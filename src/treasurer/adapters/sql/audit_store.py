@@ -113,9 +113,19 @@ class SqlAuditLog:
         )
         return len(sealed)
 
-    def unsealed(self) -> int:
-        row = self._run(lambda tx: tx.one("SELECT count(*) FROM audit_events WHERE seq IS NULL"))
+    def unsealed(self, through_id: int | None = None) -> int:
+        bound = "" if through_id is None else " AND id <= :through"
+        row = self._run(
+            lambda tx: tx.one(
+                f"SELECT count(*) FROM audit_events WHERE seq IS NULL{bound}",
+                {"through": through_id},
+            )
+        )
         return int(row[0]) if row else 0
+
+    def last_id(self) -> int:
+        row = self._run(lambda tx: tx.one("SELECT max(id) FROM audit_events"))
+        return int(row[0]) if row and row[0] is not None else 0
 
     def head(self) -> ChainHead | None:
         return self._run(_head)
