@@ -49,6 +49,42 @@ def _overspend_check(url: str) -> tuple[int, int]:
         return allowed, reserved // 1_000_000
 
 
+#: Makes every insert into ``audit_events`` a no-op (benchmark only: what the audit write
+#: costs is the difference). PostgreSQL: a rewrite rule; SQLite: a trigger that ignores.
+NO_AUDIT = {
+    "postgresql": "CREATE RULE bench_no_audit AS ON INSERT TO audit_events DO INSTEAD NOTHING",
+    "sqlite": "CREATE TRIGGER bench_no_audit BEFORE INSERT ON audit_events "
+    "BEGIN SELECT RAISE(IGNORE); END",
+}
+
+
+def _without_audit(url: str) -> None:
+    with treasurer.open(url, migrate=False) as gov:
+        gov.sql.db.run(lambda tx: tx.execute(NO_AUDIT[gov.sql.dialect]))
+
+
+def audit_overhead(
+    url_factory: object, repeats: int, quick: bool
+) -> dict[int, tuple[Latency, Latency]]:
+    """Authorize with the audit write and without it (clients → (with, without)); each
+    repeat runs both, on fresh databases, one after the other."""
+    assert callable(url_factory)
+    per = {1: 300 if quick else 1500, 8: 40 if quick else 200}
+    out: dict[int, tuple[Latency, Latency]] = {}
+    for clients, per_client in per.items():
+        with_audit, without = [], []
+        for _ in range(repeats):
+            for runs, strip in ((with_audit, False), (without, True)):
+                url = url_factory()
+                with treasurer.open(url) as gov:
+                    gov.apply(bench_org())
+                if strip:
+                    _without_audit(url)
+                runs.append(_authorize_load(url, clients, per_client))
+        out[clients] = (median_of(with_audit), median_of(without))
+    return out
+
+
 def fresh_pg(base: str) -> str:
     """A fresh schema on ``base`` for one benchmark run."""
     schema = f"bench_{secrets.token_hex(4)}"
@@ -81,6 +117,7 @@ def bench_backend(url_factory: object, repeats: int, quick: bool) -> dict[str, o
         results[f"clients_{clients}"] = median_of(runs)
     allowed, reserved = _overspend_check(url_factory())
     results["overspend"] = (allowed, reserved)
+    results["audit"] = audit_overhead(url_factory, repeats, quick)
     return results
 
 

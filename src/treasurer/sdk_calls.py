@@ -26,6 +26,8 @@ from treasurer.domain.errors import AmountError
 from treasurer.sdk_common import AuthorizationResult, Call, Decision, PaymentPreview, PaymentResult
 from treasurer.wire import (
     AgentOut,
+    ApprovalChallengeOut,
+    ApprovalStatusOut,
     ApproverOut,
     DecommissionOut,
     FreezeOut,
@@ -40,6 +42,9 @@ from treasurer.wire import (
     SpendRowOut,
     WalletBalanceOut,
     WalletOut,
+    WebhookCreated,
+    WebhookDeliveryOut,
+    WebhookOut,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -99,8 +104,9 @@ def spend_body(
         "kind": kind,
         **extra,
     }
-    if "fee_usd" in given:
-        given["fee_usd"] = _amount(given["fee_usd"], "fee_usd")
+    for name in ("fee_usd", "value"):  # amounts, like ``amount`` itself
+        if name in given:
+            given[name] = _amount(given[name], name)
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -362,3 +368,85 @@ def create_wallet(
     }
     body = {k: v for k, v in given.items() if v is not None}
     return Call("POST", "/v1/wallets", _model(WalletOut), body=body)
+
+
+# -- webhooks ----------------------------------------------------------------------------
+# ``create_webhook`` mints a secret and ``retry_delivery`` of a retried delivery is a conflict,
+# so neither is retried; removing is idempotent.
+def create_webhook(url: str, fmt: str, events: list[str], description: str) -> Call[WebhookCreated]:
+    body = {"url": url, "format": fmt, "events": events, "description": description}
+    return Call("POST", "/v1/webhooks", _model(WebhookCreated), body=body)
+
+
+def list_webhooks(include_removed: bool) -> Call[PageOf[WebhookOut]]:
+    params = {"include_removed": "true"} if include_removed else {}
+    return Call("GET", "/v1/webhooks", _page(WebhookOut), params=params, idempotent=True)
+
+
+def get_webhook(webhook_id: str) -> Call[WebhookOut]:
+    return Call("GET", f"/v1/webhooks/{_seg(webhook_id)}", _model(WebhookOut), idempotent=True)
+
+
+def remove_webhook(webhook_id: str) -> Call[WebhookOut]:
+    path = f"/v1/webhooks/{_seg(webhook_id)}"
+    return Call("DELETE", path, _model(WebhookOut), idempotent=True)
+
+
+def webhook_deliveries(
+    webhook_id: str, state: str | None, limit: int, after: str | None
+) -> Call[PageOf[WebhookDeliveryOut]]:
+    given = {"state": state, "limit": str(limit), "after": after}
+    params = {k: v for k, v in given.items() if v is not None}
+    path = f"/v1/webhooks/{_seg(webhook_id)}/deliveries"
+    return Call("GET", path, _page(WebhookDeliveryOut), params=params, idempotent=True)
+
+
+def retry_delivery(delivery_id: str) -> Call[WebhookDeliveryOut]:
+    path = f"/v1/webhooks/deliveries/{_seg(delivery_id)}/retry"
+    return Call("POST", path, _model(WebhookDeliveryOut))
+
+
+# -- approvals and cancel ------------------------------------------------------------------
+def approvals_path(subject_id: str) -> str:
+    """``/v1/payments/<id>/approvals`` or ``/v1/authorizations/<id>/approvals``: payment ids
+    start with ``pay_``, so one method serves both kinds of subject."""
+    kind = "payments" if subject_id.startswith("pay_") else "authorizations"
+    return f"/v1/{kind}/{_seg(subject_id)}/approvals"
+
+
+def approval_status(subject_id: str) -> Call[ApprovalStatusOut]:
+    return Call("GET", approvals_path(subject_id), _model(ApprovalStatusOut), idempotent=True)
+
+
+def approval_challenge(subject_id: str, approver: str) -> Call[ApprovalChallengeOut]:
+    """Retried: a second challenge only issues a second single-use nonce."""
+    path = f"{approvals_path(subject_id)}/challenge"
+    body = {"approver": approver}
+    return Call("POST", path, _model(ApprovalChallengeOut), body=body, idempotent=True)
+
+
+def vote(
+    subject_id: str,
+    vote: str,
+    approver: str | None,
+    nonce: str | None,
+    expires_at: datetime | None,
+    signature: str | None,
+) -> Call[ApprovalStatusOut]:
+    """Never retried: a vote that got through answers a retry with ``nonce_used`` or
+    ``already_voted``, which would hide that the first one counted."""
+    given = {
+        "vote": vote,
+        "approver": approver,
+        "nonce": nonce,
+        "expires_at": None if expires_at is None else expires_at.isoformat(),
+        "signature": signature,
+    }
+    body = {k: v for k, v in given.items() if v is not None}
+    return Call("POST", approvals_path(subject_id), _model(ApprovalStatusOut), body=body)
+
+
+def cancel_payment(payment_id: str) -> Call[PaymentResult]:
+    """Idempotent by design: cancelling a cancelled payment returns it."""
+    path = f"/v1/payments/{_seg(payment_id)}/cancel"
+    return Call("POST", path, _model(PaymentResult), idempotent=True)

@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar, overload
 import httpx
 
 from treasurer import sdk_calls as calls
+from treasurer.domain.errors import InvalidRequest
 from treasurer.sdk_calls import PageOf
 from treasurer.sdk_common import (
     MAX_PAGES,
@@ -31,6 +32,8 @@ from treasurer.sdk_common import (
 from treasurer.sdk_errors import transport_error
 from treasurer.wire import (
     AgentOut,
+    ApprovalChallengeOut,
+    ApprovalStatusOut,
     ApproverOut,
     DecommissionOut,
     FreezeOut,
@@ -44,6 +47,9 @@ from treasurer.wire import (
     SpendRowOut,
     WalletBalanceOut,
     WalletOut,
+    WebhookCreated,
+    WebhookDeliveryOut,
+    WebhookOut,
 )
 
 T = TypeVar("T")
@@ -133,7 +139,7 @@ class Client:
         self,
         *,
         wallet: object,
-        amount: object,
+        amount: object = None,
         asset: str | None = None,
         agent: str | None = None,
         recipient: str | None = None,
@@ -150,7 +156,7 @@ class Client:
         self,
         *,
         wallet: object,
-        amount: object,
+        amount: object = None,
         asset: str | None = None,
         agent: str | None = None,
         recipient: str | None = None,
@@ -160,7 +166,12 @@ class Client:
         **extra: object,
     ) -> AuthorizationResult:
         """Decide and reserve. A denial is a result (``allowed`` False), not an exception.
-        Without ``idempotency_key`` one is generated, so a retry never reserves twice."""
+        Without ``idempotency_key`` one is generated, so a retry never reserves twice.
+
+        What the wallet will sign may be given as a raw call instead of ``amount``/``asset``/
+        ``recipient``: ``to`` (the contract), ``data`` (0x hex calldata) and ``value`` (native
+        coin, a decimal string). The server decodes it (an ERC-20 ``transfer`` is decided on
+        its real recipient and amount), and the calldata is part of what a retry compares."""
         body = calls.spend_body(agent, wallet, amount, asset, recipient, chain, kind, extra)
         return self._send(calls.authorize(body, idempotency_key))
 
@@ -397,3 +408,99 @@ class Client:
     ) -> ApproverOut:
         """Register an approver (``kind`` ``ed25519`` or ``evm``). Never retried."""
         return self._send(calls.add_approver(approver_id, name, kind, public_key, list(groups)))
+
+    # -- webhooks -------------------------------------------------------------------------
+    def create_webhook(
+        self,
+        url: str,
+        *,
+        format: str = "json",
+        events: list[str] | tuple[str, ...] = (),
+        description: str = "",
+    ) -> WebhookCreated:
+        """Register a webhook endpoint (``format`` ``json`` or ``slack``; ``events`` empty:
+        every type). The answer's ``secret`` signs every delivery and is shown once. Never
+        retried."""
+        return self._send(calls.create_webhook(url, format, list(events), description))
+
+    def list_webhooks(self, *, include_removed: bool = False) -> list[WebhookOut]:
+        """Webhook endpoints (URLs redacted, secrets never shown)."""
+        return self._all(calls.list_webhooks(include_removed))
+
+    def get_webhook(self, webhook_id: str) -> WebhookOut:
+        return self._send(calls.get_webhook(webhook_id))
+
+    def remove_webhook(self, webhook_id: str) -> WebhookOut:
+        """Stop sending to an endpoint; its pending deliveries become dead. Idempotent."""
+        return self._send(calls.remove_webhook(webhook_id))
+
+    def webhook_deliveries(
+        self,
+        webhook_id: str,
+        *,
+        state: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[WebhookDeliveryOut]:
+        """One page of an endpoint's deliveries, newest event first (``limit`` at most 500;
+        ``after`` is the ``event_seq`` of the last one seen). ``state="dead"``: dead letters."""
+        page, _next = self._send(calls.webhook_deliveries(webhook_id, state, limit, after))
+        return page
+
+    def retry_delivery(self, delivery_id: str) -> WebhookDeliveryOut:
+        """Send a dead delivery again (pending, due now). Never retried."""
+        return self._send(calls.retry_delivery(delivery_id))
+
+    # -- approvals and cancel --------------------------------------------------------------
+    def approvals(self, subject_id: str) -> ApprovalStatusOut:
+        """Where the votes on a payment (``pay_…``) or an authorization stand."""
+        return self._send(calls.approval_status(subject_id))
+
+    def approval_challenge(self, subject_id: str, approver: str) -> ApprovalChallengeOut:
+        """A single-use nonce for registered ``approver``, and the message to sign per vote."""
+        return self._send(calls.approval_challenge(subject_id, approver))
+
+    def vote(
+        self,
+        subject_id: str,
+        vote: str = "approve",
+        *,
+        approver: str | None = None,
+        nonce: str | None = None,
+        expires_at: datetime | None = None,
+        signature: str | None = None,
+    ) -> ApprovalStatusOut:
+        """Vote ``approve`` or ``reject``. Without a signature it is the caller's own vote (a
+        finance or admin key, or a second agent's session); with ``approver``, ``nonce``,
+        ``expires_at`` (from :meth:`approval_challenge`) and ``signature``, the approver's.
+        Never retried (see ``sdk_calls.vote``)."""
+        call = calls.vote(subject_id, vote, approver, nonce, expires_at, signature)
+        return self._send(call)
+
+    def vote_signed(
+        self,
+        subject_id: str,
+        *,
+        approver: str,
+        sign: Callable[[str], str],
+        vote: str = "approve",
+    ) -> ApprovalStatusOut:
+        """Ask for a challenge, sign its message for ``vote`` with ``sign`` (the approver's
+        key, held by the caller: message text in, hex or base64 signature out), send it."""
+        if vote not in ("approve", "reject"):
+            raise InvalidRequest(
+                f"vote: {vote!r} must be 'approve' or 'reject'", field="vote", code="vote_invalid"
+            )
+        challenge = self.approval_challenge(subject_id, approver)
+        return self.vote(
+            subject_id,
+            vote,
+            approver=approver,
+            nonce=challenge.nonce,
+            expires_at=challenge.expires_at,
+            signature=sign(challenge.messages[vote]),
+        )
+
+    def cancel(self, payment_id: str) -> PaymentResult:
+        """Cancel a queued payment and release its reservation. Idempotent."""
+        return self._send(calls.cancel_payment(payment_id))

@@ -11,7 +11,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 from pydantic_core import PydanticCustomError
 
 T = TypeVar("T")
@@ -91,6 +98,14 @@ class SpendBody(Request):
     typed_data: TypedDataBody | None = None
     fee_usd: OptionalAmount = None
     gas_price_gwei: int | None = Field(default=None, ge=0)
+    to: Ref | None = Field(default=None, description="contract of a raw call (with data)")
+    data: Hex | None = Field(
+        default=None,
+        description="calldata the wallet is about to sign (0x hex); decoded, so an ERC-20 "
+        "transfer is decided on its real recipient and amount. Replaces amount, asset, "
+        "recipient, contract, method and spender",
+    )
+    value: OptionalAmount = Field(default=None, description="native coin sent with the call")
 
 
 class CaptureBody(Request):
@@ -329,9 +344,17 @@ class AgentOut(BaseModel):
 
 
 class DecommissionOut(BaseModel):
+    """What a decommission did; calling it again reports zeros. ``payments_in_flight`` were
+    already on their way to the chain: they cannot be recalled and confirm as usual."""
+
     agent: str
     status: str
     sessions_revoked: int
+    changed: bool = True
+    wallets_frozen: int = 0
+    payments_cancelled: int = 0
+    authorizations_voided: int = 0
+    payments_in_flight: int = 0
 
 
 class WalletIn(Request):
@@ -592,3 +615,71 @@ class WebhookDeliveryOut(BaseModel):
     last_error: str | None
     delivered_at: datetime | None
     body: dict[str, Any]
+
+
+# -- approvals ---------------------------------------------------------------------------
+Signature = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+
+
+class ApprovalChallengeIn(Request):
+    """Ask for a single-use nonce for ``approver`` (a registered approver's id) on a spend."""
+
+    approver: Slug
+
+
+class ApprovalChallengeOut(BaseModel):
+    """What to sign: ``messages[vote]`` (UTF-8), with Ed25519 or EIP-191 ``personal_sign``;
+    send it back before ``expires_at`` with this ``nonce`` and ``expires_at``."""
+
+    subject: str
+    authorization: str
+    approver: str
+    nonce: str
+    spend_hash: str
+    expires_at: datetime
+    messages: dict[str, str]
+
+
+class ApprovalVoteIn(Request):
+    """A vote. Signed by a registered approver: ``approver``, ``nonce``, ``expires_at`` (from
+    the challenge) and ``signature`` (hex or base64). Without a signature, the vote of the
+    caller itself: a finance or admin key, or a second agent's session."""
+
+    vote: Literal["approve", "reject"]
+    approver: Slug | None = None
+    nonce: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    expires_at: AwareDatetime | None = None
+    signature: Signature | None = None
+
+
+class ApprovalProgressOut(BaseModel):
+    """One requirement: who it asks, and the approvals and rejections counted for it."""
+
+    requirement: str
+    approvals: int
+    rejections: int
+    required: int
+
+
+class BallotOut(BaseModel):
+    voter: str = Field(description="approver:<id>, key:<id> or agent:<id>")
+    vote: str
+    at: datetime
+
+
+class ApprovalStatusOut(BaseModel):
+    """Where the votes on a spend stand. ``verdict``: ``pending``, ``approved``,
+    ``rejected``, or ``not_required`` (the spend is not in the approval tier). ``state`` is
+    the authorization's: ``pending_approval`` while votes are open, ``pending`` once
+    approved (capturable until ``expires_at``; a queued payment is then executed),
+    ``rejected``, ``expired`` ..."""
+
+    subject: str
+    authorization: str
+    state: str
+    verdict: str
+    expires_at: datetime | None
+    spend_hash: str
+    progress: list[ApprovalProgressOut]
+    ballots: list[BallotOut]
+    voted: BallotOut | None = Field(default=None, description="the vote this call recorded")

@@ -613,22 +613,22 @@ def test_an_approval_within_policy_executes_and_counts_at_its_full_amount(
         w.gov.close()
 
 
-def test_an_approval_is_not_queued_for_later(
+def test_an_approval_in_the_delay_tier_is_queued_with_its_request(
     local: LocalEvm, database_url: str, clock: FakeClock, tmp_path: Path
 ) -> None:
-    """An approve in the delay tier fails (``kind_not_queueable``) and releases its
-    reservation: a payment row cannot yet carry an approve to be executed later."""
+    """An approve in the delay tier waits like a transfer: queued, reserved, nothing sent,
+    and its kind kept so the queue executes it as asked (tests/contract/test_payment_queue.py
+    runs it)."""
     spender = _recipient()
     approvals = _policy("token_approvals", {"allow": [{"spender": spender}]})
     w = _world(local, database_url, clock, tmp_path, agent_daily="10000.00", policies=[approvals])
     try:
         result = w.pay.submit(_approve(spender, "2000"), idempotency_key="q")
         assert result.payment.tier == "delay"
-        assert result.state is PaymentState.FAILED
-        assert result.payment.error is not None
-        assert result.payment.error.startswith("kind_not_queueable")
-        assert w.authorization(result.id).state is AuthState.VOIDED
-        assert w.pending_micros() == 0
+        assert result.state is PaymentState.QUEUED
+        assert w.pay.get(result.id).kind == "approve"
+        assert w.authorization(result.id).state is AuthState.DELAYED
+        assert w.pending_micros() > 0
         assert _allowance(local, w.address, spender) == 0
     finally:
         w.gov.close()

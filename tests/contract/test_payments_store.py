@@ -111,9 +111,12 @@ def test_unfinished_lists_oldest_first_and_filters_states(store: SqlPaymentStore
 
 
 def test_lifecycle_moves_one_way() -> None:
-    """Final states have no way out; ``queued`` can still be executed or failed."""
+    """Final states have no way out; ``queued`` can still be claimed, cancelled or failed."""
     assert can_move(PaymentState.CREATED, PaymentState.BROADCAST)
-    assert can_move(PaymentState.QUEUED, PaymentState.BROADCAST)
+    for after in (PaymentState.CREATED, PaymentState.CANCELLED, PaymentState.FAILED):
+        assert can_move(PaymentState.QUEUED, after)
+    assert not can_move(PaymentState.QUEUED, PaymentState.BROADCAST)  # only once claimed
     assert not can_move(PaymentState.BROADCAST, PaymentState.CREATED)
-    for final in (PaymentState.CONFIRMED, PaymentState.FAILED, PaymentState.DENIED):
+    finals = (PaymentState.CONFIRMED, PaymentState.FAILED, PaymentState.DENIED)
+    for final in (*finals, PaymentState.CANCELLED):
         assert not any(can_move(final, other) for other in PaymentState)

@@ -638,3 +638,23 @@ def test_custodial_payments_notify_once_from_the_audit_log(
     assert [r["kind"] for r in pay.payments.notifications(10)] == ["payment.notify"]
     assert len(deliveries(gov, endpoint)) == 3
     vault.close()
+
+
+# -- the sender ------------------------------------------------------------------------------------
+def test_the_sender_times_out_and_follows_no_redirect(receiver: Receiver) -> None:
+    """A receiver slower than the timeout is a failed attempt (bounded: 0.2 s), and a 302 is
+    a failure too: a signed body goes to the registered URL only."""
+    sender = HttpxWebhookSender(timeout_s=0.2)
+    try:
+        receiver.delay_s = 0.5
+        slow = sender.send(receiver.url("/slow"), b"{}", {})
+        assert slow.status is None and slow.error is not None and slow.error.startswith("timeout")
+        receiver.delay_s = 0.0
+        receiver.status = 302
+        moved = sender.send(receiver.url("/moved"), b"{}", {})
+        assert (moved.status, moved.ok) == (302, False)
+        refused = sender.send("http://127.0.0.1:1/nothing", b"{}", {})
+        assert refused.status is None and refused.error is not None
+        assert refused.error.startswith("unreachable")
+    finally:
+        sender.close()

@@ -15,14 +15,12 @@ from tests.fakes import FakeClock
 from tests.orgs import SHOP, cross_wallet_org
 from typer.testing import CliRunner, Result
 
-from treasurer.adapters.sql.audit_store import SqlAuditLog
 from treasurer.adapters.sql.store import SqlStore
 from treasurer.adapters.yaml_files import dump_org_file, load_org_file
 from treasurer.bootstrap import EmbeddedGovernance, open_governance
 from treasurer.interfaces.cli.app import Wiring, build_cli
 from treasurer.interfaces.cli.output import EXIT_DENIED, EXIT_INVALID, EXIT_OK
 from treasurer.service.admin import Governance
-from treasurer.service.audit import AuditTrail, audit_of
 from treasurer.service.audit_signing import Ed25519Signer
 
 SIGNER = Ed25519Signer(Ed25519PrivateKey.generate())
@@ -38,13 +36,6 @@ def wiring(open_backend: object) -> Wiring:
     )
 
 
-def with_trail(gov: EmbeddedGovernance) -> EmbeddedGovernance:
-    """The governance with its audit trail (attached here when bootstrap has not yet)."""
-    if audit_of(gov) is None:
-        gov.audit = AuditTrail(SqlAuditLog(gov.sql.db), gov.clock, SIGNER)  # type: ignore[attr-defined]
-    return gov
-
-
 @pytest.fixture
 def local(sqlite_url: str, clock: FakeClock) -> Wiring:
     """A local database with traffic, and the CLI wiring that opens it."""
@@ -53,7 +44,7 @@ def local(sqlite_url: str, clock: FakeClock) -> Wiring:
         allowed = gov.authorize(agent="agent_a", wallet="w1", amount="10", asset="USDC")
         gov.capture(allowed.id)
         gov.authorize(agent="agent_a", wallet="w1", amount="5000", asset="USDC", recipient=SHOP)
-    return wiring(lambda: with_trail(open_governance(sqlite_url, clock=clock)))
+    return wiring(lambda: open_governance(sqlite_url, clock=clock, audit_signer=SIGNER))
 
 
 def offline() -> Wiring:

@@ -20,10 +20,9 @@ from fastapi.testclient import TestClient
 from tests.fakes import FakeClock
 from tests.orgs import SHOP, cross_wallet_org
 
-from treasurer.adapters.sql.audit_store import SqlAuditLog
 from treasurer.adapters.sql.credential_store import SqlCredentialStore
 from treasurer.adapters.sql.store import SqlStore
-from treasurer.bootstrap import build_app
+from treasurer.bootstrap import build_app, open_governance
 from treasurer.interfaces.http import create_app
 from treasurer.service.admin import Governance
 from treasurer.service.audit import AuditTrail, audit_of
@@ -34,14 +33,12 @@ SIGNER = Ed25519Signer(Ed25519PrivateKey.generate())
 Headers = dict[str, str]
 
 
-def attach_audit(app: FastAPI) -> AuditTrail:
-    """The trail of the app's governance (attached here when bootstrap has not yet)."""
-    governance = app.state.treasurer.governance
+def signed_app(database_url: str, clock: FakeClock) -> tuple[FastAPI, AuditTrail]:
+    """The production app over a governance whose trail signs with :data:`SIGNER`."""
+    governance = open_governance(database_url, clock=clock, audit_signer=SIGNER)
     trail = audit_of(governance)
-    if trail is None:
-        trail = AuditTrail(SqlAuditLog(governance.sql.db), governance.clock, SIGNER)
-        governance.audit = trail
-    return trail
+    assert trail is not None
+    return build_app(database_url, clock, governance=governance), trail
 
 
 def seal_all(trail: AuditTrail, timeout_s: float = 60.0) -> None:
@@ -66,8 +63,7 @@ class Api:
 
 @pytest.fixture
 def api(database_url: str, clock: FakeClock) -> Iterator[Api]:
-    app = build_app(database_url, clock)
-    trail = attach_audit(app)
+    app, trail = signed_app(database_url, clock)
     _key, token = create_admin_key(
         app.state.treasurer.credentials.store, "root", "admin", now=clock.now()
     )

@@ -10,10 +10,13 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fastapi.routing
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
@@ -21,7 +24,9 @@ from tests.fakes import FakeClock
 from tests.orgs import cross_wallet_org
 
 from treasurer.bootstrap import build_app
+from treasurer.bootstrap.vendors import install_vendor_hooks
 from treasurer.interfaces.http import PUBLIC_PATHS, HttpSettings
+from treasurer.interfaces.http.app import CALLBACK_PATHS
 from treasurer.service.credentials import create_admin_key
 
 Headers = dict[str, str]
@@ -41,9 +46,21 @@ AGENT_ROUTES = {
     ("POST", "/v1/payments"),
     ("GET", "/v1/payments"),
     ("GET", "/v1/payments/{payment_id}"),
+    ("POST", "/v1/payments/{payment_id}/cancel"),
+    # Approvals: an agent votes as the second agent a policy asks for, and relays the signed
+    # votes of approvers (the signature, not the session, says who voted).
+    ("GET", "/v1/payments/{payment_id}/approvals"),
+    ("POST", "/v1/payments/{payment_id}/approvals"),
+    ("POST", "/v1/payments/{payment_id}/approvals/challenge"),
+    ("GET", "/v1/authorizations/{authorization_id}/approvals"),
+    ("POST", "/v1/authorizations/{authorization_id}/approvals"),
+    ("POST", "/v1/authorizations/{authorization_id}/approvals/challenge"),
 }
 #: Routes only an agent session may call: every key, whatever its role, gets 403.
 AGENT_ONLY_ROUTES = {("POST", "/v1/payments")}
+#: Paths that take no Treasurer credential: the public ones, and vendor callbacks, which
+#: authenticate by the vendor's own signature (tested below and in test_vendor_fireblocks).
+UNCREDENTIALED = PUBLIC_PATHS | CALLBACK_PATHS
 
 
 @dataclass
@@ -143,6 +160,51 @@ def test_only_three_routes_are_public(api: Api) -> None:
     assert api.client.get("/health").json() == {"status": "ok"}
 
 
+def test_vendor_callbacks_are_the_only_other_routes_without_a_credential(
+    api: Api, tmp_path: Path
+) -> None:
+    """Each vendor callback route refuses, with 401, whatever its vendor did not sign: no
+    credential, a broken body, even a valid admin key (a Treasurer credential is not the
+    vendor's signature). Without a configured handler it answers 404 vendor_not_configured."""
+    callbacks = {(m, p) for m, p in operations(api.app) if p in CALLBACK_PATHS}
+    assert {p for _m, p in callbacks} == set(CALLBACK_PATHS)
+    for method, path in sorted(callbacks):
+        assert api.client.request(method, path, content=b"x").status_code == 404
+    install_fireblocks_handler(api.app, tmp_path)
+    for method, path in sorted(callbacks):
+        for headers in ({}, api.admin, {"Authorization": "Bearer not-a-token"}):
+            response = call(api.client, method, path, headers)
+            assert response.status_code == 401, (path, response.text)
+
+
+def install_fireblocks_handler(app: FastAPI, data_dir: Path) -> None:
+    """A Fireblocks handler with fresh keys (nobody in this test holds the Co-Signer's)."""
+    pems = {
+        name: rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        for name in ("cosigner", "callback")
+    }
+    (data_dir / "cosigner.pem").write_bytes(
+        pems["cosigner"]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    private = data_dir / "callback.pem"
+    private.write_bytes(
+        pems["callback"].private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    private.chmod(0o600)
+    (data_dir / "fireblocks.yaml").write_text(
+        "cosigner_public_key: cosigner.pem\n"
+        "callback_private_key: callback.pem\n"
+        'wallets: {"0": w1}\n'
+    )
+    install_vendor_hooks(app, data_dir)
+
+
 def test_every_private_route_rejects_missing_and_wrong_credentials(api: Api) -> None:
     """Each route, with no credential, a malformed one, an unknown key and a wrong secret: 401."""
     root_id = api.client.get("/v1/admin-keys", headers=api.admin).json()["items"][0]["id"]
@@ -154,7 +216,7 @@ def test_every_private_route_rejects_missing_and_wrong_credentials(api: Api) -> 
         bearer(f"tsk_{root_id}_" + "y" * 43),
         bearer("tss_0123456789abcdef_" + "z" * 43),
     ]
-    private = [(m, p) for m, p in operations(api.app) if p not in PUBLIC_PATHS]
+    private = [(m, p) for m, p in operations(api.app) if p not in UNCREDENTIALED]
     assert len(private) >= 40
     for method, path in [*private, ("GET", "/v1/no-such-route"), ("POST", "/nowhere")]:
         for headers in wrong:
@@ -166,7 +228,7 @@ def test_every_private_route_rejects_missing_and_wrong_credentials(api: Api) -> 
 def test_an_agent_session_is_refused_on_every_admin_route(api: Api) -> None:
     """Every route outside the agent's own spend, wallet and policy routes answers 403."""
     _sid, agent = api.session("agent_a")
-    private = [(m, p) for m, p in operations(api.app) if p not in PUBLIC_PATHS]
+    private = [(m, p) for m, p in operations(api.app) if p not in UNCREDENTIALED]
     admin_routes = [op for op in private if op not in AGENT_ROUTES]
     assert len(admin_routes) >= 30
     for method, path in admin_routes:
@@ -178,7 +240,7 @@ def test_an_agent_session_is_refused_on_every_admin_route(api: Api) -> None:
 def test_an_auditor_key_is_refused_on_every_non_get_route(api: Api) -> None:
     """An auditor reads everything but any POST, PUT, PATCH or DELETE is 403."""
     auditor = api.key("auditor")
-    writes = [(m, p) for m, p in operations(api.app) if m != "GET" and p not in PUBLIC_PATHS]
+    writes = [(m, p) for m, p in operations(api.app) if m != "GET" and p not in UNCREDENTIALED]
     assert len(writes) >= 20
     for method, path in writes:
         response = api.client.request(method, fill(path), json={}, headers=auditor)
@@ -271,7 +333,16 @@ def test_decommission_revokes_every_session(api: Api) -> None:
     _s1, first = api.session("agent_a")
     _s2, second = api.session("agent_a")
     done = api.client.post("/v1/agents/agent_a/decommission", headers=api.admin)
-    assert done.json() == {"agent": "agent_a", "status": "decommissioned", "sessions_revoked": 2}
+    assert done.json() == {
+        "agent": "agent_a",
+        "status": "decommissioned",
+        "changed": True,
+        "sessions_revoked": 2,
+        "wallets_frozen": 2,
+        "payments_cancelled": 0,
+        "authorizations_voided": 0,
+        "payments_in_flight": 0,
+    }
     for headers in (first, second):
         assert_problem(api.client.get("/v1/wallets", headers=headers), 401, "unauthenticated")
     refused = api.client.post("/v1/agents/agent_a/sessions", headers=api.admin)

@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, overload
 
 from treasurer.adapters.clock import SystemClock
+from treasurer.adapters.sql.approval_store import SqlApprovalStore
+from treasurer.adapters.sql.audit_store import SqlAuditLog
 from treasurer.adapters.sql.credential_store import SqlCredentialStore
+from treasurer.adapters.sql.payment_queue import SqlPaymentQueue
 from treasurer.adapters.sql.payment_store import SqlPaymentStore
 from treasurer.adapters.sql.store import SqlStore
 from treasurer.adapters.sql.webhook_store import SqlWebhookStore
@@ -25,6 +28,9 @@ from treasurer.adapters.yaml_files import load_org_file
 from treasurer.domain.errors import TreasurerError
 from treasurer.domain.payment import Payment
 from treasurer.service.admin import ApplyResult, Governance
+from treasurer.service.approvals import Approvals
+from treasurer.service.audit import AuditTrail
+from treasurer.service.audit_ports import CheckpointSigner
 from treasurer.service.chain_ports import Chain, Vault
 from treasurer.service.chain_registry import ChainRegistry
 from treasurer.service.notify_admin import Webhooks
@@ -49,6 +55,9 @@ class EmbeddedGovernance(Governance):
 
     #: The custodial pipeline, when chains and a vault were given (see :meth:`attach_payments`).
     payment_service: PaymentService | None = None
+    #: The hash-chained audit trail (sealing, checkpoints, export, verify); always attached
+    #: by :func:`open_governance`, with a checkpoint signer when one was given.
+    audit: AuditTrail | None = None
 
     def attach_payments(self, payments: PaymentService) -> None:
         """Route ``pay`` through ``payments`` (a pipeline built over this governance)."""
@@ -192,12 +201,14 @@ def open_governance(
     migrate: bool = True,
     chains: Mapping[str, Chain] | None = None,
     vault: Vault | None = None,
+    audit_signer: CheckpointSigner | None = None,
 ) -> EmbeddedGovernance:
     """Open (and migrate) the store at ``database_url`` and return the embedded interface.
 
     With ``chains`` (network name → adapter) and an open ``vault``, custodial payments work
     too (``gov.pay``). The caller built them and keeps them: closing the governance closes the
     database only. Giving one without the other is refused: payments need both.
+    ``audit_signer`` signs audit checkpoints (the deployment's key; see :mod:`.server`).
     """
     if (chains is None) != (vault is None):
         raise ValueError("custodial payments need both chains and a vault (or neither)")
@@ -205,6 +216,7 @@ def open_governance(
     if migrate:
         store.migrate()
     governance = EmbeddedGovernance(store, clock or SystemClock())
+    governance.audit = AuditTrail(SqlAuditLog(store.db), governance.clock, audit_signer)
     if chains is not None and vault is not None:
         governance.attach_payments(open_payments(governance, chains, vault))
     return governance
@@ -219,8 +231,10 @@ def open_payments(
     LocalEvm().chain}``); payments share the governance store's database, so budgets, payments
     and the notification outbox live side by side.
     """
-    payments = SqlPaymentStore(governance.sql.db)
-    return PaymentService(governance, payments, ChainRegistry(chains), vault)
+    db = governance.sql.db
+    return PaymentService(
+        governance, SqlPaymentStore(db), ChainRegistry(chains), vault, queue=SqlPaymentQueue(db)
+    )
 
 
 def build_app(
@@ -229,24 +243,33 @@ def build_app(
     *,
     settings: HttpSettings | None = None,
     payments: PaymentService | None = None,
+    governance: EmbeddedGovernance | None = None,
 ) -> FastAPI:
     """The HTTP API over the (migrated) database at ``database_url``.
 
     Governance and credentials share one database (one connection pool, one SQLite writer),
     so the audit events of both land in one table. ``payments`` is the custodial pipeline
     (``open_payments``); without it the payment routes answer ``payments_not_configured``.
-    FastAPI is imported here, not at module import, so the CLI and ``treasurer.open`` do not
-    pay for it.
+    ``governance``: serve it instead of opening a new one, so the app and the node's workers
+    (confirmer, queue, notifier) share one store, one config cache and one SQLite writer;
+    ``payments`` must then be built over it. FastAPI is imported here, not at module import,
+    so the CLI and ``treasurer.open`` do not pay for it.
     """
     from treasurer.interfaces.http import HttpSettings, create_app  # noqa: PLC0415
 
-    store = SqlStore(database_url)
-    store.migrate()
-    governance = EmbeddedGovernance(store, clock or SystemClock())
+    if governance is None:
+        governance = open_governance(database_url, clock=clock)
+    store = governance.sql
     if settings is None:
         settings = HttpSettings(inline_auth=store.dialect == "sqlite")
     credentials = SqlCredentialStore(store.db)
     webhooks = Webhooks(SqlWebhookStore(store.db), governance.clock)
+    approvals = Approvals(governance, SqlApprovalStore(store.db), credentials)
     return create_app(
-        governance, credentials, settings=settings, payments=payments, webhooks=webhooks
+        governance,
+        credentials,
+        settings=settings,
+        payments=payments,
+        webhooks=webhooks,
+        approvals=approvals,
     )

@@ -29,7 +29,7 @@ from treasurer.bootstrap.demo import (
     custodial_demo_org,
     packaged_demo_org,
 )
-from treasurer.bootstrap.files import write_secret
+from treasurer.bootstrap.files import audit_signer, write_secret
 from treasurer.domain.errors import NotFound, TreasurerError
 from treasurer.interfaces.cli import output
 from treasurer.interfaces.cli.app import Wiring, build_cli
@@ -121,7 +121,8 @@ def _open_local(settings: Settings) -> EmbeddedGovernance:
             "run `treasurer init` first (or set TREASURER_DATA_DIR / TREASURER_DATABASE_URL)",
             code="not_initialized",
         )
-    return open_governance(settings.effective_database_url)
+    signer = audit_signer(settings.data_dir)
+    return open_governance(settings.effective_database_url, audit_signer=signer)
 
 
 def _serve(settings: Settings) -> None:

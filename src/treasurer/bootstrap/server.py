@@ -1,4 +1,5 @@
-"""``treasurer serve``: the HTTP API, the expiry sweeper, the payment confirmer and the
+"""``treasurer serve``: the HTTP API, the expiry sweeper, the payment confirmer, the payment
+queue (delay and approval tiers: ``release_due`` then ``execute_ready`` every tick) and the
 webhook notifier (which also seals the audit chain, since it dispatches sealed events only).
 
 One worker (the default): this process builds the chains and unlocks the vault once, and the
@@ -6,9 +7,12 @@ HTTP app and the confirmation thread share those very objects. That is required,
 cheaper, for the embedded chains, whose whole state is this process's memory.
 
 ``TREASURER_WORKERS`` > 1: uvicorn runs that many worker processes, each building its own app,
-chains and vault (:func:`worker_app`), and this process only sweeps expired authorizations and
-confirms broadcast payments (with chains of its own and no keys). Embedded chains cannot be
-shared between processes, so that combination is refused with a message naming both settings.
+chains and vault (:func:`worker_app`), and this process sweeps expired authorizations,
+confirms broadcast payments and executes the payment queue, with chains and an unlocked vault
+of its own (the queue signs). Embedded chains cannot be shared between processes, so that
+combination is refused with a message naming both settings. Several nodes on one PostgreSQL
+database may all run the queue: each payment is claimed by exactly one
+(``service/payments_queue.py``).
 
 Custodial payments are on when ``TREASURER_CHAINS`` names at least one network and a vault
 passphrase is configured; otherwise the node serves governance only and says so at start.
@@ -24,19 +28,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from treasurer.adapters.sql.audit_store import SqlAuditLog
-from treasurer.adapters.sql.payment_store import SqlPaymentStore
 from treasurer.adapters.sql.webhook_store import SqlWebhookStore
 from treasurer.adapters.vault import FileVault
 from treasurer.adapters.webhook_sender import HttpxWebhookSender
 from treasurer.bootstrap import EmbeddedGovernance, build_app, open_governance, open_payments
 from treasurer.bootstrap.chains import NodeChains, build_chains, fund_dev_wallets
 from treasurer.bootstrap.custody import has_passphrase, open_vault
+from treasurer.bootstrap.files import audit_signer
+from treasurer.bootstrap.reconcile import open_watcher
+from treasurer.bootstrap.vendors import install_vendor_hooks
 from treasurer.service.audit import AuditTrail
-from treasurer.service.chain_registry import ChainRegistry
 from treasurer.service.notify import NOTIFY_INTERVAL_S, Notifier
 from treasurer.service.notify_ports import WebhookSender
 from treasurer.service.payments import PaymentService
-from treasurer.service.payments_confirm import PaymentConfirmer
+from treasurer.service.reconcile import WATCH_INTERVAL_S, Reconciler
 from treasurer.settings import CHAINS_ENV, Settings, SettingsInvalid
 
 if TYPE_CHECKING:
@@ -47,6 +52,8 @@ log = logging.getLogger("treasurer.serve")
 STOP_TIMEOUT_S: Final = 10.0
 #: A loop that keeps failing logs again at most this often (a dead RPC node, every 0.5 s).
 FAILURE_LOG_INTERVAL_S: Final = 60.0
+#: How often the audit chain is sealed (and, hourly when it moved, checkpointed).
+AUDIT_SEAL_INTERVAL_S: Final = 1.0
 
 
 @dataclass
@@ -96,23 +103,6 @@ def open_custodial(
     return Custodial(chains, vault, payments), lines
 
 
-def _confirmer_only(
-    settings: Settings, governance: EmbeddedGovernance
-) -> tuple[PaymentConfirmer | None, list[str]]:
-    """For the parent of several workers: receipts need chains, never keys.
-
-    The vault is opened once and closed at once, so a wrong passphrase stops the start here
-    rather than in every worker.
-    """
-    if not settings.chains or not has_passphrase(settings):
-        return None, ["Custodial payments: off (no chains or no vault passphrase)."]
-    open_vault(settings).close()
-    chains = build_chains(settings.chains)
-    store = SqlPaymentStore(governance.sql.db)
-    line = f"Custodial payments: on ({', '.join(chains.chains)}); each worker unlocks the vault."
-    return PaymentConfirmer(governance, store, ChainRegistry(chains.chains)), [line]
-
-
 def open_notifier(governance: EmbeddedGovernance, sender: WebhookSender | None = None) -> Notifier:
     """The webhook notifier over ``governance``'s database (``docs/webhooks.md``).
 
@@ -125,6 +115,13 @@ def open_notifier(governance: EmbeddedGovernance, sender: WebhookSender | None =
     return Notifier(
         SqlWebhookStore(db), sender or HttpxWebhookSender(), governance.clock, seal=trail.seal
     )
+
+
+def run_queue(payments: PaymentService) -> object:
+    """One tick of the payment queue: release the delays that passed, then execute what is
+    due (approved or released), each payment claimed by exactly one node."""
+    payments.governance.release_due()
+    return payments.execute_ready()
 
 
 def run_every(
@@ -168,30 +165,36 @@ def serve(settings: Settings) -> None:
         )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("treasurer").setLevel(logging.INFO)
-    governance = open_governance(settings.effective_database_url)  # migrates once, here
+    signer = audit_signer(settings.data_dir)
+    # Migrates once, here; the app, the workers and the audit sealer share this governance.
+    governance = open_governance(settings.effective_database_url, audit_signer=signer)
     stop = threading.Event()
     threads: list[threading.Thread] = []
     custodial: Custodial | None = None
+    watcher: Reconciler | None = None
     notifier = open_notifier(governance)
     try:
-        confirm: Callable[[], object] | None = None
-        if settings.workers > 1:
-            confirmer, lines = _confirmer_only(settings, governance)
-            if confirmer is not None:
-                confirm = confirmer.confirm_pending
-        else:
-            custodial, lines = open_custodial(settings, governance, fund=True)
-            if custodial is not None:
-                confirm = custodial.payments.confirm_pending
+        custodial, lines = open_custodial(settings, governance, fund=True)
         for line in lines:
             print(line, flush=True)
+        watcher, watching = open_watcher(
+            settings, governance, None if custodial is None else custodial.chains.chains
+        )
+        print(watching, flush=True)
+        if watcher is not None:
+            threads.append(run_every(WATCH_INTERVAL_S, stop, watcher.run_once, "reconciliation"))
         threads.append(
             run_every(
                 settings.expiry_sweep_interval_s, stop, governance.expire_stale, "expiry-sweep"
             )
         )
-        if confirm is not None:
-            threads.append(run_every(settings.confirm_interval_s, stop, confirm, "confirmation"))
+        trail = governance.audit
+        assert trail is not None
+        threads.append(run_every(AUDIT_SEAL_INTERVAL_S, stop, trail.tick, "audit-seal"))
+        if custodial is not None:
+            pipeline, interval = custodial.payments, settings.confirm_interval_s
+            threads.append(run_every(interval, stop, pipeline.confirm_pending, "confirmation"))
+            threads.append(run_every(interval, stop, lambda: run_queue(pipeline), "payment-queue"))
         threads.append(
             run_every(
                 NOTIFY_INTERVAL_S,
@@ -217,13 +220,18 @@ def serve(settings: Settings) -> None:
             )
         else:
             payments = None if custodial is None else custodial.payments
-            app = build_app(settings.effective_database_url, payments=payments)
+            app = build_app(
+                settings.effective_database_url, payments=payments, governance=governance
+            )
+            install_vendor_hooks(app, settings.data_dir)
             uvicorn.run(app, **options)  # type: ignore[arg-type]
     finally:
         stop.set()
         for thread in threads:
             thread.join(STOP_TIMEOUT_S)
         notifier.close()
+        if watcher is not None:
+            watcher.close()
         if custodial is not None:
             custodial.close()
         governance.close()
@@ -239,4 +247,6 @@ def worker_app() -> FastAPI:
     governance = open_governance(settings.effective_database_url)
     custodial, _lines = open_custodial(settings, governance, fund=False)
     payments = None if custodial is None else custodial.payments
-    return build_app(settings.effective_database_url, payments=payments)
+    app = build_app(settings.effective_database_url, payments=payments, governance=governance)
+    install_vendor_hooks(app, settings.data_dir)
+    return app

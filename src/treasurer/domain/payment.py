@@ -9,6 +9,11 @@ side: the transaction, its fee and its outcome. States move one way only::
        ├──▶ queued                        (delay/approval tier: reserved, executed later)
        └──▶ failed                        (frozen before signing, fee above the caller's cap,
                                            the node refused the transaction)
+    queued ──▶ created                    (claimed by the queue executor once approved or
+       │                                   its delay has passed; then as above)
+       ├──▶ cancelled                     (by its agent, a finance key, an admin, or a
+       │                                   decommission: the reservation is released)
+       └──▶ failed                        (rejected, expired or voided while it waited)
 
 Every transition is written with a guard on the state it leaves (``UPDATE … WHERE state =
 :expected``), so racing confirmers, retries and restarted processes apply each one exactly once.
@@ -30,22 +35,28 @@ class PaymentState(StrEnum):
     CONFIRMED = "confirmed"  # mined successfully; the authorization is captured
     FAILED = "failed"  # never sent, or reverted/dropped; the authorization is voided
     DENIED = "denied"  # the decision denied it
+    CANCELLED = "cancelled"  # cancelled while queued; the authorization is voided
 
 
 #: States the confirmer still has work on (``created`` only when a transaction id is known).
 UNFINISHED_STATES = frozenset({PaymentState.CREATED, PaymentState.BROADCAST})
-FINAL_STATES = frozenset({PaymentState.CONFIRMED, PaymentState.FAILED, PaymentState.DENIED})
+FINAL_STATES = frozenset(
+    {PaymentState.CONFIRMED, PaymentState.FAILED, PaymentState.DENIED, PaymentState.CANCELLED}
+)
 
 #: Allowed transitions; anything else is a bug in the caller.
 TRANSITIONS: dict[PaymentState, frozenset[PaymentState]] = {
     PaymentState.CREATED: frozenset(
         {PaymentState.QUEUED, PaymentState.BROADCAST, PaymentState.FAILED, PaymentState.DENIED}
     ),
-    PaymentState.QUEUED: frozenset({PaymentState.BROADCAST, PaymentState.FAILED}),
+    PaymentState.QUEUED: frozenset(
+        {PaymentState.CREATED, PaymentState.FAILED, PaymentState.CANCELLED}
+    ),
     PaymentState.BROADCAST: frozenset({PaymentState.CONFIRMED, PaymentState.FAILED}),
     PaymentState.CONFIRMED: frozenset(),
     PaymentState.FAILED: frozenset(),
     PaymentState.DENIED: frozenset(),
+    PaymentState.CANCELLED: frozenset(),
 }
 
 
@@ -63,6 +74,11 @@ class Payment:
     may cost), ``fee_paid``/``fee_paid_usd_micros`` what the receipt says it cost.
     ``request_hash`` fingerprints what the caller asked for, so an idempotent retry with a
     different request is told apart from a true retry.
+
+    ``kind``, ``to``, ``data`` and ``value`` complete the request beyond the decided asset,
+    amount and counterparty, so a queued payment is executed later exactly as asked: ``to``
+    is the contract of a ``call``, ``data`` its calldata (0x-hex, as given) and ``value`` the
+    native base units sent with it; transfers and approves leave them None.
     """
 
     id: str
@@ -88,6 +104,10 @@ class Payment:
     broadcast_at: datetime | None = None
     finalized_at: datetime | None = None
     error: str | None = None
+    kind: str = "transfer"
+    to: str | None = None
+    data: str | None = None
+    value: int | None = None
 
     @property
     def done(self) -> bool:

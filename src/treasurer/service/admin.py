@@ -25,8 +25,20 @@ from treasurer.service.orgfile_parse import parse_org_file
 from treasurer.service.ports import AuditRecord, SpendRow
 from treasurer.service.requests import SpendInput
 
+#: ``to``/``data``/``value``: the raw contract call an external wallet is about to sign,
+#: decoded into the spend it is (see :mod:`treasurer.service.requests`).
 _EXTRA_FIELDS = frozenset(
-    {"contract", "method", "spender", "typed_data", "fee_usd", "gas_price_gwei"}
+    {
+        "contract",
+        "method",
+        "spender",
+        "typed_data",
+        "fee_usd",
+        "gas_price_gwei",
+        "to",
+        "data",
+        "value",
+    }
 )
 
 
@@ -81,8 +93,8 @@ class Governance(GovernanceCore):
         *,
         agent: str,
         wallet: str,
-        amount: object,
-        asset: str | None,
+        amount: object = None,
+        asset: str | None = None,
         recipient: str | None = None,
         chain: str | None = None,
         kind: str = "transfer",
@@ -97,8 +109,8 @@ class Governance(GovernanceCore):
         *,
         agent: str,
         wallet: str,
-        amount: object,
-        asset: str | None,
+        amount: object = None,
+        asset: str | None = None,
         recipient: str | None = None,
         chain: str | None = None,
         kind: str = "transfer",
@@ -106,7 +118,11 @@ class Governance(GovernanceCore):
         actor: str | None = None,
         **extra: object,
     ) -> AuthorizationResult:
-        """Decide and reserve; capture or void the result later."""
+        """Decide and reserve; capture or void the result later.
+
+        For a contract call, give ``to``, ``data`` (hex calldata) and optionally ``value``
+        instead of ``amount``/``asset``/``recipient``: ``gov.authorize(agent="a", wallet="w1",
+        to=usdc, data="0xa9059cbb…")`` is decided on the transfer the calldata makes."""
         spend = _spend(agent, wallet, amount, asset, recipient, chain, kind, extra)
         return self.authorize_spend(spend, idempotency_key=idempotency_key, actor=actor)
 

@@ -199,6 +199,10 @@ class Approvals:
         """Where the votes on ``subject`` stand now."""
         return self._tally(subject)
 
+    def ballots(self, subject: Subject) -> list[Ballot]:
+        """Every vote recorded on ``subject``, in the order cast."""
+        return self.store.ballots(subject.authorization.id)
+
     # -- internals ------------------------------------------------------------------------
     def _cast(
         self,

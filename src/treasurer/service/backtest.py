@@ -35,6 +35,7 @@ from treasurer.domain.money import Asset
 from treasurer.domain.outcome import Decision, Tier
 from treasurer.service.backtest_ledger import SimulatedLedger
 from treasurer.service.ports import Store
+from treasurer.service.reconcile_spend import UNAUTHORIZED_TIER
 
 #: Recorded authorizations read per query while replaying.
 PAGE = 1000
@@ -122,6 +123,14 @@ def backtest(store: Store, draft: OrgConfig, since: datetime, until: datetime) -
     report = BacktestReport(since, until)
     ledger = SimulatedLedger()
     for auth in recorded(store, since, until):
+        if auth.tier == UNAUTHORIZED_TIER:
+            # Money that left without asking (reconciliation): no decision to replay, but it
+            # was spent whatever the draft says, so its budgets count it.
+            _outcome, counted = _replay(draft, auth, ledger)
+            if counted is not None:
+                claims = (*counted.claims, *counted.shadow_claims)
+                ledger.post(claims, _spent_usd(auth), auth.created_at)
+            continue
         report.replayed += 1
         before = _recorded_outcome(auth)
         after, decision = _replay(draft, auth, ledger)

@@ -8,6 +8,7 @@ leave the :class:`Vault`; a chain asks a :class:`Signer` to sign what it built.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -78,6 +79,33 @@ class Receipt:
 
 
 @dataclass(frozen=True, slots=True)
+class ObservedTransfer:
+    """Value that left a watched address on chain: what reconciliation compares with the ledger.
+
+    ``(tx_id, index)`` identifies it on its network, so recording it twice is detectable:
+    ``index`` is the log index of an ERC-20 ``Transfer`` event, :data:`NATIVE_INDEX` for the
+    native value an EVM transaction carries, and the instruction's position in a Solana
+    transaction. ``token`` is the token contract (EVM) or mint (Solana); None means the native
+    coin. ``block`` is the block number or slot it landed in. ``initiator`` signed the
+    transaction: the wallet itself, or a spender moving tokens under an allowance the wallet
+    gave (None when the adapter cannot tell). Amounts are base units.
+    """
+
+    tx_id: str
+    index: int
+    sender: str
+    recipient: str
+    amount: int
+    token: str | None
+    block: int
+    initiator: str | None = None
+
+
+#: ``ObservedTransfer.index`` of the native value of an EVM transaction (logs count from 0).
+NATIVE_INDEX = -1
+
+
+@dataclass(frozen=True, slots=True)
 class Simulation:
     """A dry execution: would it succeed, and why not."""
 
@@ -140,3 +168,15 @@ class Chain(Protocol):
         ...
 
     def receipt(self, tx_id: str) -> Receipt: ...
+
+    # -- history, for reconciliation ------------------------------------------------------
+    def head(self) -> int:
+        """The newest block (Solana: slot) whose transfers are final enough to reconcile:
+        the chain's latest minus the adapter's confirmation depth."""
+        ...
+
+    def outgoing(self, addresses: Sequence[str], start: int, end: int) -> list[ObservedTransfer]:
+        """Every transfer out of ``addresses`` in blocks (slots) ``start`` to ``end``, both
+        included, in chain order. Only successful transactions move value, so failed ones are
+        left out. Callers keep ranges short (the adapter refuses more than its limit)."""
+        ...

@@ -169,6 +169,31 @@ class GovernanceCore:
         facts, decision = self._decide(config, self._facts(config, resolved, self._price(resolved)))
         return self._explained(facts, decision)
 
+    def recheck_spend(self, spend: SpendInput, authorization_id: str) -> Decision:
+        """Decide ``spend`` again on the facts of now, for an authorization that already
+        holds its reservation (a queued payment about to execute).
+
+        Its own reservation is already counted in the balances it claimed, so it is
+        subtracted first: the spend is judged against what *other* spends use, never counted
+        twice. Freezes, agent status, policies and prices are today's. The tier of the answer
+        is not meant to be acted on (the spend was approved, or its delay served); only
+        ``allowed`` and the reasons are. Nothing is written.
+        """
+        config = self.cache.get()
+        resolved = resolve(config, spend)
+        facts, decision = self._decide(config, self._facts(config, resolved, self._price(resolved)))
+        if not decision.claims:
+            return decision
+        own = {
+            line.balance_key: line.amount_micros
+            for line in self.store.authorization_lines(authorization_id)
+        }
+        balances = {
+            key: _without_reservation(balance, own[key]) if key in own else balance
+            for key, balance in self._balances(facts, decision).items()
+        }
+        return decide(replace(facts, balances={**facts.balances, **balances}))
+
     def authorize_spend(
         self,
         spend: SpendInput,
@@ -261,7 +286,7 @@ class GovernanceCore:
             expires_at = (release_after or now) + timedelta(seconds=ttl_s)
         asset = resolved.asset
         explained = decision.as_dict()
-        explained["request"] = request_dict(resolved.request, asset)
+        explained["request"] = request_dict(resolved.request, asset, resolved.call)
         return Authorization(
             id=new_id("auth"),
             agent_id=resolved.agent.id,
@@ -515,3 +540,13 @@ class GovernanceCore:
             if self.store.release(ident, AuthState.EXPIRED.value, now, audit) is not None:
                 count += 1
         return count
+
+
+def _without_reservation(balance: BudgetBalance, amount_micros: int) -> BudgetBalance:
+    """``balance`` as if one reservation of ``amount_micros`` (and a count of one) were not
+    in it; never below zero."""
+    return replace(
+        balance,
+        pending_micros=max(0, balance.pending_micros - amount_micros),
+        pending_count=max(0, balance.pending_count - 1),
+    )

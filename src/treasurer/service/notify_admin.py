@@ -45,7 +45,7 @@ def check_url(url: str) -> str:
         or parts.scheme not in ("http", "https")
         or not parts.hostname
         or len(text) > MAX_URL_CHARS
-        or any(c.isspace() for c in text)
+        or any(c.isspace() or not c.isprintable() for c in text)
     ):
         raise InvalidRequest(
             f"url: {url[:100]!r} is not an absolute http:// or https:// URL with a host "
@@ -104,6 +104,10 @@ class Webhooks:
         if format not in FORMATS:
             raise InvalidRequest(
                 f"format: {format!r} must be one of {', '.join(FORMATS)}", field="format"
+            )
+        if not description.isprintable():
+            raise InvalidRequest(
+                "description: control characters are not allowed", field="description"
             )
         endpoint = Endpoint(
             id=new_endpoint_id(),

@@ -14,7 +14,9 @@ adds is the chain side, in an order chosen so that a crash never loses track of 
 1. validate and resolve (:mod:`.payments_resolve`: the wallet must be custodial), quote the
    fee and value it in USD;
 2. record the payment (``created``) under its idempotency key — a retry finds it here;
-3. authorize (decide + reserve); denied → ``denied``; delay/approval → ``queued``;
+3. authorize (decide + reserve); denied → ``denied``; delay/approval → ``queued``, executed
+   later by :mod:`.payments_queue` (which decides again first) unless cancelled
+   (:mod:`.payments_cancel`);
 4. look the signer up, then re-read the config: an agent or wallet frozen since the decision
    is not signed for (``failed``/``frozen_before_signing``, reservation voided);
 5. sign and broadcast, then record the transaction id and the raw signed transaction
@@ -28,10 +30,9 @@ port signs and broadcasts in one call and computes the transaction id itself, so
 point the service knows both is when ``send`` returns. The signer is wrapped to capture the
 signed bytes on their way out.
 
-Why only transfers may wait in the delay and approval tiers for now: a payment row keeps the
-decided asset, amount and counterparty, not the kind or the calldata, so a queued approve or
-call could not be executed later as what was decided. Such a payment fails with
-``kind_not_queueable`` and its reservation is released, until the row keeps the request.
+Every kind may wait in the delay and approval tiers: the payment row keeps the request as
+asked (kind, contract, calldata, native value) beside the decided asset, amount and
+counterparty, so the queue executes later exactly what was decided.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from treasurer.domain.errors import (
     Conflict,
     IdempotencyConflict,
     InvalidRequest,
+    InvalidState,
     NotFound,
     TreasurerError,
 )
@@ -54,14 +56,24 @@ from treasurer.domain.payment import Notification, Payment, PaymentState, can_mo
 from treasurer.service.chain_ports import FeeQuote, Vault
 from treasurer.service.chain_registry import ChainRegistry, fee_usd_micros
 from treasurer.service.governance import AuthorizationResult, GovernanceCore, new_id
+from treasurer.service.payments_cancel import cancel_payment
 from treasurer.service.payments_confirm import PaymentConfirmer
 from treasurer.service.payments_input import PaymentInput, PaymentKind
+from treasurer.service.payments_queue import PaymentQueue, QueueRun
 from treasurer.service.payments_resolve import ResolvedPayment, resolve_payment
 from treasurer.service.payments_results import PaymentPreview, PaymentResult, notice_payload
 from treasurer.service.payments_signing import RecordingSigner, frozen_reason
 from treasurer.service.ports import PaymentStore
+from treasurer.service.queue_ports import PaymentQueueStore
 
-__all__ = ["PaymentInput", "PaymentKind", "PaymentPreview", "PaymentResult", "PaymentService"]
+__all__ = [
+    "PaymentInput",
+    "PaymentKind",
+    "PaymentPreview",
+    "PaymentResult",
+    "PaymentService",
+    "QueueRun",
+]
 
 _QUEUED_TIERS = frozenset({Tier.DELAY.value, Tier.APPROVAL.value})
 
@@ -78,14 +90,17 @@ class PaymentService:
         payments: PaymentStore,
         chains: ChainRegistry,
         vault: Vault,
+        *,
+        queue: PaymentQueueStore,
     ) -> None:
         self.governance = governance
         self.payments = payments
         self.chains = chains
         self.vault = vault
         self.confirmer = PaymentConfirmer(governance, payments, chains)
+        self.queue = PaymentQueue(self, queue)
 
-    def _quote(self, config: OrgConfig, request: ResolvedPayment) -> tuple[FeeQuote, int | None]:
+    def quote(self, config: OrgConfig, request: ResolvedPayment) -> tuple[FeeQuote, int | None]:
         """The chain's fee quote and its USD value (None when the native price is unknown)."""
         fee = request.chain.quote_fee(request.transfer)
         gov = self.governance
@@ -130,24 +145,27 @@ class PaymentService:
         first = self.payments.find_by_idempotency_key(resolved.agent_id, idempotency_key)
         if first is not None:
             return self._replay(first, resolved)
-        fee, fee_usd = self._quote(config, resolved)
+        fee, fee_usd = self.quote(config, resolved)
         now = self.governance.clock.now()
         payment, fresh = self.payments.insert(
-            Payment(
-                id=new_id("pay"),
-                agent_id=resolved.agent_id,
-                wallet_id=resolved.wallet.id,
-                chain=resolved.wallet.chain,
-                asset_id=resolved.asset.id,
-                recipient=resolved.counterparty,
-                amount=resolved.amount,
-                state=PaymentState.CREATED,
-                request_hash=resolved.fingerprint,
-                created_at=now,
-                updated_at=now,
-                idempotency_key=idempotency_key,
-                fee_quote=fee.max_fee,
-                fee_quote_usd_micros=fee_usd,
+            _with_request(
+                Payment(
+                    id=new_id("pay"),
+                    agent_id=resolved.agent_id,
+                    wallet_id=resolved.wallet.id,
+                    chain=resolved.wallet.chain,
+                    asset_id=resolved.asset.id,
+                    recipient=resolved.counterparty,
+                    amount=resolved.amount,
+                    state=PaymentState.CREATED,
+                    request_hash=resolved.fingerprint,
+                    created_at=now,
+                    updated_at=now,
+                    idempotency_key=idempotency_key,
+                    fee_quote=fee.max_fee,
+                    fee_quote_usd_micros=fee_usd,
+                ),
+                resolved,
             )
         )
         if not fresh:
@@ -227,7 +245,7 @@ class PaymentService:
         fee: FeeQuote | None = None
         fee_usd = None
         with contextlib.suppress(Conflict):  # the adapters' CallReverted is a Conflict
-            fee, fee_usd = self._quote(config, request)
+            fee, fee_usd = self.quote(config, request)
         decision = self.governance.check_spend(request.spend_with_fee(fee, fee_usd))
         return PaymentPreview(decision, fee, fee_usd, request.chain.simulate(request.transfer))
 
@@ -266,39 +284,34 @@ class PaymentService:
                 + ("is unknown" if quoted is None else f"of {usd_decimal_text(quoted)} USD")
                 + f" is above the {usd_decimal_text(cap)} USD cap"
             )
-            return PaymentResult(self._abort(decided, error), result.decision)
+            return PaymentResult(self.abort(decided, error), result.decision)
         if auth.tier in _QUEUED_TIERS:
-            if request.kind is not PaymentKind.TRANSFER:
-                error = (
-                    f"kind_not_queueable: the {auth.tier} tier would hold this "
-                    f"{request.kind.value} for later, and only transfers can wait yet; ask "
-                    "for it within the tiers that execute at once"
-                )
-                return PaymentResult(self._abort(decided, error), result.decision)
             queued = replace(decided, state=PaymentState.QUEUED)
             return PaymentResult(self._move(queued, PaymentState.CREATED), result.decision)
-        return PaymentResult(self._execute(decided, request, fee), result.decision)
+        return PaymentResult(self.execute_decided(decided, request, fee), result.decision)
 
-    def _execute(self, payment: Payment, request: ResolvedPayment, fee: FeeQuote) -> Payment:
-        """Sign and broadcast an instant or notify payment, unless frozen since the decision."""
+    def execute_decided(self, payment: Payment, request: ResolvedPayment, fee: FeeQuote) -> Payment:
+        """Sign and broadcast a ``created`` payment whose decision allows it now (an instant
+        or notify one from :meth:`submit`, or a queued one the executor claimed and decided
+        again), unless frozen since the decision."""
         assert payment.authorization_id is not None
         try:
             signer = RecordingSigner(self.vault.signer(request.wallet.address))
         except TreasurerError as exc:  # the vault lacks the key: release, don't hold till expiry
-            return self._abort(payment, f"signer_unavailable: {exc.code}: {exc.message}")
+            return self.abort(payment, f"signer_unavailable: {exc.code}: {exc.message}")
         frozen = frozen_reason(self.governance.cache.get(), payment.agent_id, payment.wallet_id)
         if frozen is not None:
-            return self._abort(payment, f"frozen_before_signing: {frozen}")
+            return self.abort(payment, f"frozen_before_signing: {frozen}")
         try:  # keep the reservation until the chain decides, however slow confirmation is
             self.governance.hold(
                 payment.authorization_id, seconds=BROADCAST_HOLD_S, actor="system:payments"
             )
         except TreasurerError as exc:
-            return self._abort(payment, f"{exc.code}: {exc.message}")
+            return self.abort(payment, f"{exc.code}: {exc.message}")
         try:
             tx_id = request.chain.send(request.transfer, signer, fee)
         except TreasurerError as exc:  # refused or never sent: nothing can land
-            return self._abort(payment, f"{exc.code}: {exc.message}")
+            return self.abort(payment, f"{exc.code}: {exc.message}")
         now = self.governance.clock.now()
         sent = replace(
             payment,
@@ -313,9 +326,11 @@ class PaymentService:
             notification = Notification("payment.notify", notice_payload(sent, request.kind.value))
         return self._move(sent, PaymentState.CREATED, notification)
 
-    def _abort(self, payment: Payment, error: str) -> Payment:
+    def abort(self, payment: Payment, error: str) -> Payment:
+        """Fail a ``created`` payment that will not be sent, releasing its reservation."""
         assert payment.authorization_id is not None
-        self.governance.void(payment.authorization_id, reason=error, actor="system:payments")
+        with contextlib.suppress(InvalidState):  # released already (expired, decommissioned)
+            self.governance.void(payment.authorization_id, reason=error, actor="system:payments")
         now = self.governance.clock.now()
         failed = replace(
             payment, state=PaymentState.FAILED, error=error, finalized_at=now, updated_at=now
@@ -341,6 +356,17 @@ class PaymentService:
         assert current is not None
         return current
 
+    # -- the queue ------------------------------------------------------------------------
+    def execute_ready(self, limit: int = 100) -> QueueRun:
+        """Execute the queued payments that are due (approved, or their delay served), after
+        deciding each again on the facts of now; see :mod:`.payments_queue`."""
+        return self.queue.execute_ready(limit)
+
+    def cancel(self, payment_id: str, *, actor: str) -> Payment:
+        """Cancel a queued payment and release its reservation; idempotent. Anything but a
+        queued (or cancelled) payment is ``payment_not_cancellable``."""
+        return cancel_payment(self.governance, self.payments, payment_id, actor=actor)
+
     # -- confirmation ---------------------------------------------------------------------
     def confirm(self, payment_id: str) -> Payment:
         """Finish one broadcast payment from its receipt (see :class:`PaymentConfirmer`)."""
@@ -355,3 +381,19 @@ class PaymentService:
         if found is None:
             raise NotFound(f"payment {payment_id!r} does not exist")
         return found
+
+
+def _with_request(payment: Payment, request: ResolvedPayment) -> Payment:
+    """``payment`` with what the row keeps of the request beyond the decided asset, amount
+    and counterparty, so a queued payment executes exactly as asked (see the module
+    docstring): the kind, and for a call its contract, calldata and native value."""
+    if request.kind is not PaymentKind.CALL:
+        return replace(payment, kind=request.kind.value)
+    transfer = request.transfer
+    return replace(
+        payment,
+        kind=request.kind.value,
+        to=transfer.recipient,
+        data="0x" + transfer.data.hex(),
+        value=transfer.amount,
+    )

@@ -79,6 +79,18 @@ class UsageQuery:
     subject: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class OpenAuthorization:
+    """An authorization that still reserves (pending, delayed, awaiting approval), with the
+    custodial payment behind it, if any, and that payment's state: what a decommission must
+    release, cancel, or leave to finish (a payment already on its way to the chain)."""
+
+    id: str
+    state: str
+    payment_id: str | None = None
+    payment_state: str | None = None
+
+
 class Store(Protocol):
     """Persistence of config, balances, authorizations and audit events.
 
@@ -198,6 +210,11 @@ class Store(Protocol):
 
     def due_delayed(self, now: datetime, limit: int) -> list[str]:
         """Delayed authorizations whose delay has passed, oldest release first."""
+        ...
+
+    def open_authorizations(self, agent_id: str, limit: int) -> list[OpenAuthorization]:
+        """The agent's authorizations that still reserve, oldest first (see
+        :class:`OpenAuthorization`)."""
         ...
 
     def recorded_authorizations(

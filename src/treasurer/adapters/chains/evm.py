@@ -20,7 +20,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final, TypeVar
 
 import requests
@@ -41,6 +41,7 @@ from treasurer.adapters.chains.evm_errors import (
     ChainUnavailable,
     reason_of,
 )
+from treasurer.adapters.chains.evm_history import outgoing as scan_outgoing
 from treasurer.adapters.chains.evm_nonces import NonceAllocator
 from treasurer.adapters.chains.evm_receipts import SentLog, receipt_of
 from treasurer.adapters.chains.evm_tx import (
@@ -57,6 +58,7 @@ from treasurer.domain.errors import InvalidRequest
 from treasurer.service.chain_ports import (
     ChainFamily,
     FeeQuote,
+    ObservedTransfer,
     Receipt,
     Signer,
     Simulation,
@@ -77,6 +79,7 @@ TRANSPORT_ERRORS: Final[tuple[type[BaseException], ...]] = (
 )
 #: Errors a node (or eth-tester) raises when a call reverts or a transaction is refused.
 NODE_ERRORS: Final[tuple[type[BaseException], ...]] = (ContractLogicError, Web3RPCError)
+_EVM_ADDRESS = re.compile(r"0[xX][0-9a-fA-F]{40}")
 _NONCE_CONFLICT = re.compile(r"nonce too low|invalid transaction nonce|nonce.*already", re.I)
 #: What a node says when a call cannot succeed (as opposed to the node itself failing).
 _CANNOT_SUCCEED = re.compile(
@@ -246,6 +249,20 @@ class EvmChain:
         """Confirmed/reverted once mined with enough confirmations; pending until then."""
         self._check_chain()
         return self._rpc(lambda: receipt_of(self._w3, tx_id, self._confirmations, self._sent))
+
+    def head(self) -> int:
+        """The newest block with the adapter's confirmations (``latest - confirmations + 1``):
+        reconciliation reads no block a reorg could still undo."""
+        self._check_chain()
+        latest = self._rpc(lambda: self._w3.eth.block_number)
+        return int(latest) - (self._confirmations - 1)
+
+    def outgoing(self, addresses: Sequence[str], start: int, end: int) -> list[ObservedTransfer]:
+        """Native and ERC-20 transfers out of ``addresses`` in blocks ``start..end`` (see
+        :mod:`.evm_history`); addresses that are not EVM addresses are ignored."""
+        watched = [a for a in addresses if _EVM_ADDRESS.fullmatch(a)]
+        self._check_chain()
+        return self._rpc(lambda: scan_outgoing(self._w3, watched, start, end))
 
     # -- send -------------------------------------------------------------------------------
 

@@ -21,6 +21,12 @@ How it maps onto the port:
 - Token balances, transfers and approvals use the owner's *associated* token account; token
   transfers use ``TransferChecked`` and approvals ``ApproveChecked``.
 
+Reconciliation reads the chain's history through ``head`` and ``outgoing``
+(:mod:`.solana_history`). A transaction signed *outside* Treasurer (an external wallet's own
+key) reaches this chain through :meth:`SolanaLocal.submit_raw`, with a blockhash from
+:meth:`SolanaLocal.latest_blockhash`, exactly as a wallet would use ``sendTransaction`` on a
+real node; the watcher sees it like any other.
+
 The faucet (``airdrop``, ``create_mint``, ``mint_to``) is for dev wallets only. The demo
 stablecoin's address is the same in every process (its key derives from a fixed seed), so org
 files can name it; its mint authority is a fresh key held by the faucet.
@@ -29,8 +35,10 @@ files can name it; its mint authority is a fresh key held by the faucet.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Final
 
+from solders.hash import Hash
 from solders.instruction import Instruction
 from solders.message import Message
 from solders.pubkey import Pubkey
@@ -38,6 +46,7 @@ from solders.signature import Signature
 from solders.transaction import Transaction
 from solders.transaction_metadata import FailedTransactionMetadata
 
+from treasurer.adapters.chains import solana_history as history
 from treasurer.adapters.chains import solana_programs as programs
 from treasurer.adapters.chains.solana_faucet import Faucet
 from treasurer.adapters.chains.solana_ledger import DEFAULT_HISTORY_CAPACITY, NETWORK, Ledger
@@ -47,6 +56,7 @@ from treasurer.domain.errors import InvalidRequest, TreasurerError
 from treasurer.service.chain_ports import (
     ChainFamily,
     FeeQuote,
+    ObservedTransfer,
     Receipt,
     ReceiptStatus,
     Signer,
@@ -144,6 +154,38 @@ class SolanaLocal:
             return Receipt(tx_id, ReceiptStatus.REVERTED, result.meta().fee(), slot)
         rent = landed.rent_paid if landed else 0
         return Receipt(tx_id, ReceiptStatus.CONFIRMED, result.fee() + rent, slot)
+
+    def head(self) -> int:
+        """The newest finished slot: LiteSVM executes synchronously, so a landed transaction
+        is final at once (the current slot is still open for the next one)."""
+        return self._ledger.head()
+
+    def outgoing(self, addresses: Sequence[str], start: int, end: int) -> list[ObservedTransfer]:
+        """SOL and SPL transfers out of ``addresses`` in slots ``start..end`` (see
+        :mod:`.solana_history`)."""
+        return history.outgoing(self._ledger, addresses, start, end)
+
+    # -- transactions signed elsewhere ----------------------------------------------------
+
+    def latest_blockhash(self) -> Hash:
+        """A fresh blockhash to build a transaction with (a new one each call, so two
+        identical transfers are two transactions, not a duplicate)."""
+        return self._ledger.fresh_blockhash()
+
+    def submit_raw(self, transaction: Transaction | bytes) -> str:
+        """Submit a transaction signed outside Treasurer (e.g. by an external wallet's own
+        key); its signature. Like ``send``: a refused transaction raises ``chain_rejected``,
+        one that fails while executing lands (and ``receipt`` says ``reverted``)."""
+        if isinstance(transaction, bytes | bytearray):
+            try:
+                transaction = Transaction.from_bytes(bytes(transaction))
+            except ValueError as exc:
+                raise InvalidRequest(
+                    f"not a serialized Solana transaction: {exc}",
+                    field="transaction",
+                    code="transaction_malformed",
+                ) from exc
+        return self._ledger.submit(transaction, rent_paid=0)
 
     # -- reads beyond the port, and the faucet --------------------------------------------
 

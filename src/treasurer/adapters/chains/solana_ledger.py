@@ -4,15 +4,22 @@ Why a wrapper: LiteSVM is a single mutable object with quirks a caller must not 
 (identical transactions under one blockhash are duplicates; simulation verifies signatures;
 failed transactions land or not depending on *when* they fail). Every access goes through
 here, under one re-entrant lock, so the Chain adapter and the faucet share one set of rules.
+
+LiteSVM keeps no history a reader could query by address (there is no RPC behind it), so the
+ledger keeps one: every transaction that landed *successfully*, with its slot, whoever signed
+it (a custodial payment, the faucet, or a transaction signed elsewhere and handed to
+:meth:`Ledger.submit`). Reconciliation reads it (:meth:`Ledger.landed_between`); failed
+transactions move no value and are left out. It is bounded like LiteSVM's own history.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Final
 
+from solders.hash import Hash
 from solders.instruction import Instruction
 from solders.litesvm import LiteSVM
 from solders.message import Message
@@ -41,6 +48,15 @@ class Landed:
     rent_paid: int
 
 
+@dataclass(frozen=True, slots=True)
+class LandedTransaction:
+    """A transaction that executed successfully, and the slot it landed in."""
+
+    slot: int
+    signature: str
+    transaction: Transaction
+
+
 class Ledger:
     """One LiteSVM chain. Every method takes ``lock``; hold it across calls for atomicity."""
 
@@ -51,6 +67,7 @@ class Ledger:
         self._svm = LiteSVM().with_transaction_history(history_capacity)
         self._capacity = history_capacity
         self._landed: OrderedDict[str, Landed] = OrderedDict()
+        self._succeeded: deque[LandedTransaction] = deque(maxlen=history_capacity)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -91,6 +108,17 @@ class Ledger:
             held = 0 if account is None else account.lamports
             return max(0, self.rent_exempt(TOKEN_ACCOUNT_SIZE) - held)
 
+    def head(self) -> int:
+        """The newest slot that can hold a landed transaction: the next one lands in the
+        current slot, so it is not finished yet."""
+        with self.lock:
+            return max(0, self._svm.get_clock().slot - 1)
+
+    def landed_between(self, start: int, end: int) -> list[LandedTransaction]:
+        """Successful transactions of slots ``start..end`` (both included), in slot order."""
+        with self.lock:
+            return [t for t in self._succeeded if start <= t.slot <= end]
+
     def outcome(self, signature: Signature) -> tuple[TransactionResult | None, Landed | None]:
         """LiteSVM's record of a transaction and ours (slot, rent); None when unknown."""
         with self.lock:
@@ -103,6 +131,12 @@ class Ledger:
         with self.lock:
             self._svm.expire_blockhash()
             return Message.new_with_blockhash(instructions, payer, self._svm.latest_blockhash())
+
+    def fresh_blockhash(self) -> Hash:
+        """A new blockhash for a transaction built elsewhere (see :meth:`fresh_message`)."""
+        with self.lock:
+            self._svm.expire_blockhash()
+            return self._svm.latest_blockhash()
 
     def simulate(
         self, instructions: list[Instruction], payer: Pubkey, signatures: int
@@ -141,7 +175,13 @@ class Ledger:
                 )
                 raise ChainRejected(f"the chain refused the transaction: {reason}")
             failed = isinstance(result, FailedTransactionMetadata)
-            self._remember(str(signature), rent_paid=0 if failed else rent_paid)
+            if str(signature) in self._landed:
+                return str(signature)  # a duplicate: the original's record stands
+            self._remember(
+                str(signature),
+                rent_paid=0 if failed else rent_paid,
+                transaction=None if failed else transaction,
+            )
         return str(signature)
 
     def airdrop(self, recipient: Pubkey, lamports: int) -> str:
@@ -155,10 +195,14 @@ class Ledger:
             self._remember(tx_id, rent_paid=0)
             return tx_id
 
-    def _remember(self, tx_id: str, *, rent_paid: int) -> None:
+    def _remember(
+        self, tx_id: str, *, rent_paid: int, transaction: Transaction | None = None
+    ) -> None:
         """Record the slot it landed in, then advance: one transaction per slot, like blocks."""
         slot = self._svm.get_clock().slot
         self._landed[tx_id] = Landed(slot=slot, rent_paid=rent_paid)
+        if transaction is not None:
+            self._succeeded.append(LandedTransaction(slot, tx_id, transaction))
         while len(self._landed) > self._capacity:
             self._landed.popitem(last=False)
         self._svm.warp_to_slot(slot + 1)

@@ -7,7 +7,9 @@ claim, in the global lock order (narrow scopes first, org last), a single condit
     <= limit RETURNING …
 
 If any row does not match, the whole transaction rolls back and the failing key is reported;
-otherwise the authorization, its lines and its audit event are inserted and committed. The
+otherwise the authorization, its lines and its audit event are inserted and committed. On
+PostgreSQL, reservations without a rolling window go through :mod:`.reserve_batch` (many per
+call and per commit, each still all or nothing: the hot-budget path). The
 ``CHECK (posted + pending <= limit)`` constraint is the last line of defence. Capture and
 release guard on the authorization's state, so each happens exactly once under racing calls.
 """
@@ -21,6 +23,7 @@ from typing import Any
 from treasurer.adapters.sql.codec import AUTH_COLUMNS, auth_from_row, auth_params, dumps, to_us
 from treasurer.adapters.sql.config_store import INSERT_AUDIT, audit_params
 from treasurer.adapters.sql.db import Row, Tx
+from treasurer.adapters.sql.reserve_batch import BatchItem, ClaimRejected
 from treasurer.domain.authorization import RESERVING_STATES, Authorization
 from treasurer.domain.budgets import BudgetBalance, BudgetClaim
 from treasurer.domain.org import wallet_handle
@@ -28,14 +31,7 @@ from treasurer.domain.windows import rolling_cutoff
 from treasurer.service.ports import AuditRecord
 
 _RESERVING = "('" + "','".join(sorted(s.value for s in RESERVING_STATES)) + "')"
-
-
-class ClaimRejected(Exception):
-    """A conditional update matched no row: the claim does not fit (rolls the tx back)."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
+__all__ = ["BatchItem", "ClaimRejected", "batch_item", "reserve"]
 
 
 def _reserve_sql(has_limit: bool, has_count: bool) -> str:
@@ -107,15 +103,15 @@ def reserve(
 
     The inserts go first and the conditional upserts last, in the global lock order (org
     last), so the hottest rows stay locked only from their update to the commit. On
-    PostgreSQL the whole list is pipelined: one round trip instead of one per statement.
+    PostgreSQL it is one call of ``treasurer_reserve`` (migration v0003): one round trip
+    instead of one per statement. (``SqlStore`` sends PostgreSQL reservations without a
+    rolling window through :func:`batch_item` and the batcher instead.)
     """
     ordered = sorted(claims, key=lambda c: c.lock_order)
     for claim in ordered:
         if claim.is_rolling:
             _expire_rolling(tx, claim, now)
-        over_limit = claim.limit_micros is not None and claim.amount_micros > claim.limit_micros
-        if over_limit or claim.max_count == 0:
-            raise ClaimRejected(claim.key)
+    _refuse_oversized(ordered)
     claim_params = [_claim_params(claim, now) for claim in ordered]
     if dialect == "postgresql":
         rows = _reserve_server_side(tx, auth, ordered, audit, now, claim_params)
@@ -127,12 +123,59 @@ def reserve(
             for c, params in zip(ordered, claim_params, strict=True)
         )
         rows = tx.batch(statements)[first_claim:]
+    return balances_after(ordered, rows)
+
+
+def balances_after(
+    ordered: Sequence[BudgetClaim], rows: Sequence[Row | None]
+) -> dict[str, BudgetBalance]:
+    """The balance rows a reservation returned, by key; a missing one did not fit."""
     after: dict[str, BudgetBalance] = {}
     for claim, row in zip(ordered, rows, strict=True):
         if row is None:
             raise ClaimRejected(claim.key)
         after[claim.key] = BudgetBalance(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
     return after
+
+
+def _refuse_oversized(ordered: Sequence[BudgetClaim]) -> None:
+    """A claim larger than its limit on its own never fits; refused before any write, because
+    a brand-new row is inserted without the condition."""
+    for claim in ordered:
+        over_limit = claim.limit_micros is not None and claim.amount_micros > claim.limit_micros
+        if over_limit or claim.max_count == 0:
+            raise ClaimRejected(claim.key)
+
+
+def batch_item(
+    auth: Authorization, claims: Sequence[BudgetClaim], audit: AuditRecord, now: datetime
+) -> tuple[list[BudgetClaim], BatchItem]:
+    """The claims in lock order and the reservation as ``treasurer_reserve_batch`` takes it
+    (PostgreSQL, no rolling window); raises :class:`ClaimRejected` for an oversized claim."""
+    ordered = sorted(claims, key=lambda c: c.lock_order)
+    _refuse_oversized(ordered)
+    statements = _insert_statements(auth, ordered, audit, now, "postgresql")
+    item = BatchItem(
+        auth=statements[0][1],
+        lines=_line_rows(statements),
+        audit=statements[-1][1],
+        claims=[_claim_params(claim, now) for claim in ordered],
+        lock_order=[claim.lock_order for claim in ordered],
+    )
+    return ordered, item
+
+
+def _line_rows(statements: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "authorization_id": p["a"],
+            "balance_key": p["k"],
+            "amount_micros": p["x"],
+            "lock_rank": p["r"],
+            "bucket_s": p["b"],
+        }
+        for _sql, p in statements[1:-1]
+    ]
 
 
 def _claim_params(claim: BudgetClaim, now: datetime) -> dict[str, Any]:
@@ -159,17 +202,7 @@ def _reserve_server_side(
 ) -> list[Row | None]:
     """One call of ``treasurer_reserve`` (migration v0003) instead of ~10 round trips."""
     statements = _insert_statements(auth, claims, audit, now, "postgresql")
-    lines = [params for _sql, params in statements[1:-1]]
-    line_rows = [
-        {
-            "authorization_id": p["a"],
-            "balance_key": p["k"],
-            "amount_micros": p["x"],
-            "lock_rank": p["r"],
-            "bucket_s": p["b"],
-        }
-        for p in lines
-    ]
+    line_rows = _line_rows(statements)
     try:
         row = tx.one(
             "SELECT treasurer_reserve(CAST(:auth AS jsonb), CAST(:lines AS jsonb), "

@@ -60,6 +60,10 @@ _COLUMNS = (
     "broadcast_us",
     "finalized_us",
     "error",
+    "kind",
+    "call_to",
+    "call_data",
+    "call_value",
 )
 #: Columns a transition may change (identity and the request itself never change).
 _MUTABLE = (
@@ -116,6 +120,10 @@ def _params(payment: Payment, dialect: str) -> dict[str, Any]:
         "broadcast_us": to_us(payment.broadcast_at),
         "finalized_us": to_us(payment.finalized_at),
         "error": payment.error,
+        "kind": payment.kind,
+        "call_to": payment.to,
+        "call_data": payment.data,
+        "call_value": amount_param(payment.value, dialect),
     }
 
 
@@ -147,6 +155,10 @@ def _payment(row: tuple[Any, ...]) -> Payment:
         broadcast_at=from_us(values["broadcast_us"]),
         finalized_at=from_us(values["finalized_us"]),
         error=values["error"],
+        kind=values["kind"],
+        to=values["call_to"],
+        data=values["call_data"],
+        value=amount_value(values["call_value"]),
     )
 
 

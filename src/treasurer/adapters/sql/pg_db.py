@@ -74,13 +74,28 @@ class PostgresDatabase:
             kwargs={"autocommit": True},
             timeout=30.0,
         )
+        self._reads_need_tx = self._isolation() != "read committed"
+
+    def _isolation(self) -> str:
+        try:
+            with self._pool.connection() as conn:
+                row = conn.execute("SHOW default_transaction_isolation").fetchone()
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+        return str(row[0]) if row else ""
 
     def run(self, work: Callable[[Tx], T], *, write: bool = True, atomic: bool = True) -> T:
         """``atomic=False`` is for work that is one statement: it runs in autocommit mode,
-        saving the BEGIN and COMMIT round trips (a statement is atomic by itself)."""
+        saving the BEGIN and COMMIT round trips (a statement is atomic by itself).
+
+        Reads (``write=False``) run in autocommit mode too at READ COMMITTED, the server
+        default: there every statement takes its own snapshot even inside a transaction, so
+        BEGIN and COMMIT around reads bought two round trips and no consistency. A server
+        configured for a stricter default isolation keeps read transactions.
+        """
         try:
             with self._pool.connection() as conn:
-                if not atomic:
+                if not atomic or (not write and not self._reads_need_tx):
                     return work(_PgTx(conn))
                 with conn.transaction():
                     return work(_PgTx(conn))

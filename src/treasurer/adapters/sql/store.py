@@ -15,6 +15,7 @@ from treasurer.adapters.sql import config_store as config
 from treasurer.adapters.sql.codec import AUTH_COLUMNS, auth_from_row, from_us, loads, to_us
 from treasurer.adapters.sql.db import MAX_TX_ATTEMPTS, Database, Tx, is_retryable, open_database
 from treasurer.adapters.sql.migrations import latest_revision
+from treasurer.adapters.sql.reserve_batch import DuplicateKey, ReserveBatcher
 from treasurer.domain.authorization import RESERVING_STATES, Authorization, AuthorizationLine
 from treasurer.domain.budgets import BudgetBalance, BudgetClaim
 from treasurer.domain.config import OrgConfig
@@ -22,7 +23,13 @@ from treasurer.domain.errors import StoreUnavailable
 from treasurer.domain.facts import PriceQuote
 from treasurer.domain.org import AgentStatus, Scope
 from treasurer.domain.plan import Plan
-from treasurer.service.ports import AuditRecord, ReserveOutcome, SpendRow, UsageQuery
+from treasurer.service.ports import (
+    AuditRecord,
+    OpenAuthorization,
+    ReserveOutcome,
+    SpendRow,
+    UsageQuery,
+)
 
 T = TypeVar("T")
 
@@ -49,10 +56,17 @@ _RESERVING = "('" + "','".join(sorted(s.value for s in RESERVING_STATES)) + "')"
 class SqlStore:
     """The store for one database URL (``sqlite:///path`` or ``postgresql://…``)."""
 
-    def __init__(self, url: str, database: Database | None = None) -> None:
+    def __init__(
+        self, url: str, database: Database | None = None, *, batch_reservations: bool = True
+    ) -> None:
+        """``batch_reservations``: on PostgreSQL, send concurrent reservations of this
+        process as one call (:mod:`.reserve_batch`); off only to measure the difference."""
         self.url = url
         self.db = database or open_database(url)
         self.dialect = self.db.dialect
+        self._batcher: ReserveBatcher | None = None
+        if self.dialect == "postgresql" and batch_reservations:
+            self._batcher = ReserveBatcher(self.db)
 
     # -- plumbing -------------------------------------------------------------------------
     def _run(self, work: Callable[[Tx], T], *, write: bool = True, atomic: bool = True) -> T:
@@ -152,7 +166,12 @@ class SqlStore:
     def balances(
         self, keys: Sequence[str], rolling_cutoffs: Mapping[str, int] | None = None
     ) -> dict[str, BudgetBalance]:
-        return self._run(lambda tx: budgets.balances(tx, keys, rolling_cutoffs), write=False)
+        # Without rolling windows this is one SELECT, atomic on its own: no BEGIN/COMMIT.
+        return self._run(
+            lambda tx: budgets.balances(tx, keys, rolling_cutoffs),
+            write=False,
+            atomic=bool(rolling_cutoffs),
+        )
 
     def spent_by_wallet(self, keys: Sequence[str]) -> dict[str, tuple[tuple[str, int], ...]]:
         return self._run(lambda tx: budgets.spent_by_wallet(tx, keys), write=False)
@@ -172,6 +191,9 @@ class SqlStore:
         audit: AuditRecord,
         now: datetime,
     ) -> ReserveOutcome:
+        if self._batcher is not None and not any(c.is_rolling for c in claims):
+            return self._reserve_batched(authorization, claims, audit, now)
+
         def work(tx: Tx) -> ReserveOutcome:
             after = budgets.reserve(tx, authorization, claims, audit, now, self.dialect)
             return ReserveOutcome(authorization=authorization, balances=after)
@@ -179,6 +201,41 @@ class SqlStore:
         # On PostgreSQL without rolling windows the reservation is one statement.
         single = self.dialect == "postgresql" and not any(c.is_rolling for c in claims)
         return self._guarded_insert(authorization, work, atomic=not single)
+
+    def _reserve_batched(
+        self,
+        authorization: Authorization,
+        claims: Sequence[BudgetClaim],
+        audit: AuditRecord,
+        now: datetime,
+    ) -> ReserveOutcome:
+        """PostgreSQL: the reservation joins this process's next batch (the hot-budget path);
+        the same outcomes as the one-by-one path."""
+        assert self._batcher is not None
+        try:
+            ordered, item = budgets.batch_item(authorization, claims, audit, now)
+            for attempt in range(MAX_TX_ATTEMPTS):
+                try:
+                    rows = self._batcher.reserve(item)
+                    break
+                except Exception as exc:
+                    if not is_retryable(exc) or attempt == MAX_TX_ATTEMPTS - 1:
+                        raise
+            after = budgets.balances_after(ordered, rows)
+        except budgets.ClaimRejected as rejected:
+            return ReserveOutcome(authorization=None, failed_key=rejected.key)
+        except DuplicateKey as duplicate:
+            return self._first_result(authorization, duplicate)
+        return ReserveOutcome(authorization=authorization, balances=after)
+
+    def _first_result(self, authorization: Authorization, error: Exception) -> ReserveOutcome:
+        """The stored result of the request that took this idempotency key first."""
+        if authorization.idempotency_key is None:  # another unique constraint: a real failure
+            raise error
+        first = self.find_by_idempotency_key(authorization.agent_id, authorization.idempotency_key)
+        if first is None:  # the key's owner vanished (cannot happen: rows are never deleted)
+            raise StoreUnavailable("idempotency key taken by an authorization that is not found")
+        return ReserveOutcome(authorization=first, replayed=True)
 
     def record_denial(
         self, authorization: Authorization, audit: AuditRecord, now: datetime
@@ -281,6 +338,19 @@ class SqlStore:
 
     def due_delayed(self, now: datetime, limit: int) -> list[str]:
         return self._run(lambda tx: budgets.due_delayed(tx, now, limit), write=False)
+
+    def open_authorizations(self, agent_id: str, limit: int) -> list[OpenAuthorization]:
+        rows = self._run(
+            lambda tx: tx.all(
+                "SELECT a.id, a.state, p.id, p.state FROM authorizations a "
+                "LEFT JOIN payments p ON p.authorization_id = a.id "
+                f"WHERE a.agent_id = :agent AND a.state IN {_RESERVING} "
+                "ORDER BY a.created_us, a.id LIMIT :limit",
+                {"agent": agent_id, "limit": limit},
+            ),
+            write=False,
+        )
+        return [OpenAuthorization(r[0], r[1], r[2], r[3]) for r in rows]
 
     def recorded_authorizations(
         self, since: datetime, until: datetime, limit: int, after: tuple[datetime, str] | None

@@ -63,7 +63,7 @@ _DUE = (
     "SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id "
     "WHERE d.state = 'pending' AND d.next_attempt_us <= :now "
     "AND (d.lease_until_us IS NULL OR d.lease_until_us <= :now) AND e.disabled_us IS NULL "
-    "ORDER BY d.next_attempt_us, d.id LIMIT :limit"
+    "ORDER BY d.next_attempt_us, d.event_seq, d.id LIMIT :limit"
 )
 _LOCK_DUE = {"postgresql": " FOR UPDATE OF d SKIP LOCKED", "sqlite": ""}
 
@@ -214,7 +214,20 @@ class SqlWebhookStore:
         return int(row[0]) if row is not None else 0
 
     def dispatch(self, kinds: frozenset[str], batch: int, plan: Planner) -> tuple[int, int]:
+        if not self._behind():  # the common tick: nothing new, so no write transaction
+            return 0, 0
         return self._run(lambda tx: self._dispatch(tx, kinds, batch, plan))
+
+    def _behind(self) -> bool:
+        """Whether sealed events lie past the cursor (a read; the dispatch re-checks)."""
+        row = self._run(
+            lambda tx: tx.one(
+                "SELECT (SELECT seq FROM webhook_cursor WHERE name = 'dispatch'), "
+                "(SELECT max(seq) FROM audit_events)"
+            ),
+            write=False,
+        )
+        return row is not None and row[1] is not None and int(row[1]) > int(row[0] or 0)
 
     def _dispatch(
         self, tx: Tx, kinds: frozenset[str], batch: int, plan: Planner
@@ -309,6 +322,9 @@ class SqlWebhookStore:
     def claim(self, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
         token = secrets.token_hex(12)
         params = {"now": to_us(now), "lease": to_us(lease_until), "token": token, "limit": limit}
+        due = self._run(lambda tx: tx.one(_DUE, {"now": params["now"], "limit": 1}), write=False)
+        if due is None:  # the common tick: nothing due, so no write transaction
+            return []
 
         def work(tx: Tx) -> list[Claim]:
             rows = tx.all(
@@ -328,7 +344,7 @@ class SqlWebhookStore:
                 )
             }
             claims = []
-            for row in sorted(rows, key=lambda r: (int(r[8]), r[0])):
+            for row in sorted(rows, key=lambda r: (int(r[8]), int(r[2]), r[0])):
                 url, secret = targets[row[1]]
                 claims.append(Claim(_delivery(row), url, secret, token))
             return claims

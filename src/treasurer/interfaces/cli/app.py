@@ -12,7 +12,8 @@ own and this package never imports an adapter.
   (:mod:`~treasurer.interfaces.cli.org_commands`), ``wallets``
   (:mod:`~treasurer.interfaces.cli.wallet_commands`), ``freeze``, ``unfreeze``, ``sessions``
   (:mod:`~treasurer.interfaces.cli.ops_commands`), ``pay``, ``payments``
-  (:mod:`~treasurer.interfaces.cli.pay_commands`)
+  (:mod:`~treasurer.interfaces.cli.pay_commands`), ``approve``
+  (:mod:`~treasurer.interfaces.cli.approve_commands`)
 - local only: ``init``, ``serve``, ``vault export``
   (:mod:`~treasurer.interfaces.cli.vault_commands`)
 """
@@ -24,6 +25,7 @@ from typing import Annotated
 import typer
 
 from treasurer.interfaces.cli import (
+    approve_commands,
     audit_commands,
     core_commands,
     ops_commands,
@@ -32,6 +34,7 @@ from treasurer.interfaces.cli import (
     pay_commands,
     vault_commands,
     wallet_commands,
+    webhook_commands,
 )
 from treasurer.interfaces.cli.wiring import Backend, Embedded, Wiring
 
@@ -63,9 +66,11 @@ def build_cli(wiring: Wiring) -> typer.Typer:
 
     core_commands.register(cli, wiring)
     pay_commands.register(cli, wiring)
+    approve_commands.register(cli, wiring)
     org_commands.register(cli, wiring)
     wallet_commands.register(cli, wiring)
     ops_commands.register(cli, wiring)
     vault_commands.register(cli, wiring)
     audit_commands.register(cli, wiring)
+    webhook_commands.register(cli, wiring)
     return cli

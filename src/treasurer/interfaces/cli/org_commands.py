@@ -129,7 +129,8 @@ def _agents(agents: typer.Typer, wiring: Wiring) -> None:
         key: KeyOpt = None,
         key_file: KeyFileOpt = None,
     ) -> None:
-        """Stop an agent for good: it can no longer spend and every session is revoked."""
+        """Stop an agent for good, in one step: sessions revoked, every wallet frozen, queued
+        payments cancelled and open authorizations voided. Idempotent."""
 
         def action(client: Client) -> int:
             if not yes and not typer.confirm(f"Decommission {agent}? This cannot be undone."):
@@ -137,7 +138,10 @@ def _agents(agents: typer.Typer, wiring: Wiring) -> None:
                 return output.EXIT_CONFLICT
             done = client.decommission(agent)
             output.console.print(
-                f"{done.agent} is {done.status}; {done.sessions_revoked} session(s) revoked."
+                f"{done.agent} is {done.status}; {done.sessions_revoked} session(s) revoked, "
+                f"{done.wallets_frozen} wallet(s) frozen, {done.payments_cancelled} queued "
+                f"payment(s) cancelled, {done.authorizations_voided} open authorization(s) "
+                f"voided; {done.payments_in_flight} payment(s) already sent confirm as usual."
             )
             return output.EXIT_OK
 

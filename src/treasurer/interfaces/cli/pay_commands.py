@@ -136,12 +136,34 @@ def register(cli: typer.Typer, wiring: Wiring) -> None:
 
         run_remote(wiring, Target(url, key, key_file), action)
 
+    @payments.command("cancel")
+    def cancel(
+        payment: Annotated[str, typer.Argument(help="Payment id (pay_…).")],
+        as_json: JsonOpt = False,
+        url: UrlOpt = None,
+        key: AgentKeyOpt = None,
+        key_file: KeyFileOpt = None,
+    ) -> None:
+        """Cancel a queued payment (delay or approval tier) and release its reservation: by
+        the paying agent's session, a finance key or an admin key."""
+
+        def action(client: Client) -> int:
+            _show_payment(client.cancel(payment), as_json)
+            return output.EXIT_OK
+
+        hints = {
+            "payment_not_cancellable": "only a queued payment can be cancelled; one already "
+            "claimed for execution or sent cannot be recalled",
+        }
+        run_remote(wiring, Target(url, key, key_file), action, hints)
+
     @payments.command("list")
     def list_payments(
         agent: Annotated[str | None, typer.Option(help="Only this agent's payments.")] = None,
         wallet: Annotated[str | None, typer.Option(help="Only from this wallet.")] = None,
         state: Annotated[
-            str | None, typer.Option(help="created, queued, broadcast, confirmed, failed, denied")
+            str | None,
+            typer.Option(help="created, queued, broadcast, confirmed, failed, denied or cancelled"),
         ] = None,
         as_json: JsonOpt = False,
         url: UrlOpt = None,
@@ -209,8 +231,11 @@ def _show_payment(payment: PaymentResult, as_json: bool) -> int:
         if text:
             output.console.print(f"  {label}: {text}", highlight=False)
     if payment.state == "queued":
+        waits = "approval (treasurer approve ID)" if payment.tier == "approval" else "its delay"
         output.console.print(
-            f"  waiting for the {payment.tier} tier; the reservation is held", highlight=False
+            f"  waiting for {waits}; the reservation is held (cancel: treasurer payments "
+            "cancel ID)",
+            highlight=False,
         )
     return code
 

@@ -17,6 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from treasurer.interfaces.http import (
     routes_admin_keys,
     routes_agents,
+    routes_approvals,
     routes_approvers,
     routes_authorizations,
     routes_freezes,
@@ -25,6 +26,7 @@ from treasurer.interfaces.http import (
     routes_policies,
     routes_reports,
     routes_sessions,
+    routes_vendors,
     routes_wallets,
     routes_webhooks,
 )
@@ -32,6 +34,7 @@ from treasurer.interfaces.http.deps import HttpContext
 from treasurer.interfaces.http.middleware import Authenticate, BodyLimit
 from treasurer.interfaces.http.problems import install
 from treasurer.service.admin import Governance
+from treasurer.service.approvals import Approvals
 from treasurer.service.auth_admin import CredentialAdmin
 from treasurer.service.auth_limiter import FailureLimiter
 from treasurer.service.credentials import Authenticator, CredentialStore
@@ -43,6 +46,7 @@ PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs"})
 ROUTERS = (
     routes_authorizations,
     routes_payments,
+    routes_approvals,
     routes_org,
     routes_agents,
     routes_sessions,
@@ -53,7 +57,10 @@ ROUTERS = (
     routes_admin_keys,
     routes_reports,
     routes_webhooks,
+    routes_vendors,
 )
+#: Reachable without a credential, authenticated by the vendor's own signature.
+CALLBACK_PATHS = routes_vendors.CALLBACK_PATHS
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +83,14 @@ def create_app(
     settings: HttpSettings | None = None,
     payments: PaymentService | None = None,
     webhooks: Webhooks | None = None,
+    approvals: Approvals | None = None,
 ) -> FastAPI:
     """The HTTP API over ``governance`` with credentials in ``credentials``.
 
     ``payments`` is the custodial pipeline (chains and vault). Without it the server runs in
     governance mode only: the payment routes answer 503 ``payments_not_configured``, wallet
     balances ``chain_not_configured``, and custodial wallets cannot be created.
+    ``approvals`` votes on spends in the approval tier (``build_app`` always passes it).
     """
     settings = settings or HttpSettings()
     app = FastAPI(
@@ -93,7 +102,7 @@ def create_app(
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.treasurer = HttpContext(
-        governance, CredentialAdmin(credentials, governance.clock), payments, webhooks
+        governance, CredentialAdmin(credentials, governance.clock), payments, webhooks, approvals
     )
     limiter = FailureLimiter(
         governance.clock,
@@ -110,7 +119,7 @@ def create_app(
     app.add_middleware(
         Authenticate,
         authenticate=authenticator.authenticate,
-        public_paths=PUBLIC_PATHS,
+        public_paths=PUBLIC_PATHS | CALLBACK_PATHS,
         inline=settings.inline_auth,
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -134,7 +143,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             "bearer": {"type": "http", "scheme": "bearer", "description": "tsk_… or tss_…"}
         }
         for path, operations in schema.get("paths", {}).items():
-            if path not in PUBLIC_PATHS:
+            if path not in PUBLIC_PATHS | CALLBACK_PATHS:
                 for operation in operations.values():
                     operation["security"] = [{"bearer": []}]
         app.openapi_schema = schema

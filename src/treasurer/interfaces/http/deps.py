@@ -17,6 +17,7 @@ from treasurer.domain.credentials import Principal
 from treasurer.domain.errors import NotFound, TreasurerError, Unauthenticated
 from treasurer.interfaces.http.middleware import PRINCIPAL_KEY
 from treasurer.service.admin import Governance
+from treasurer.service.approvals import Approvals
 from treasurer.service.auth_access import Permission, View, require, require_method
 from treasurer.service.auth_admin import CredentialAdmin
 from treasurer.service.notify_admin import Webhooks
@@ -42,6 +43,7 @@ class HttpContext:
     credentials: CredentialAdmin
     payments: PaymentService | None = None
     webhooks: Webhooks | None = None
+    approvals: Approvals | None = None
 
     def view(self, principal: Principal) -> View:
         return View(principal, self.governance.cache.get())
@@ -60,8 +62,18 @@ class HttpContext:
             )
         return self.payments
 
+    def require_approvals(self) -> Approvals:
+        """Approval votes, or ``approvals_not_configured`` (HTTP 500: the app was composed
+        without them, which ``build_app`` never does)."""
+        if self.approvals is None:
+            raise TreasurerError(
+                "this server was built without approval voting", code="approvals_not_configured"
+            )
+        return self.approvals
+
     def require_webhooks(self) -> Webhooks:
-        """Webhook management, or 503 ``webhooks_not_configured`` (an app built without it)."""
+        """Webhook management, or ``webhooks_not_configured`` (HTTP 500: the app was composed
+        without it, which ``build_app`` never does)."""
         if self.webhooks is None:
             raise TreasurerError(
                 "this server was built without webhook notifications",

@@ -8,6 +8,10 @@ including paths that do not exist.
 
 The body limit buffers at most ``max_bytes`` and answers 413 ``body_too_large`` beyond that,
 whether or not a ``Content-Length`` was sent.
+
+A decision request (``POST /v1/authorizations`` and its dry run) runs inside the config
+cache's :func:`~treasurer.service.config_cache.request_scope`, so the config version is read
+from the database once per request instead of at each look at the config (see there).
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from treasurer.domain.credentials import Principal
 from treasurer.domain.errors import TreasurerError
 from treasurer.interfaces.http.problems import error_problem, problem
+from treasurer.service.config_cache import request_scope
 
 PRINCIPAL_KEY = "treasurer.principal"
+#: Requests that decide and write no configuration: one config version check each.
+DECISION_PATHS = frozenset({"/v1/authorizations", "/v1/authorizations/check"})
 
 
 def client_source(scope: Scope) -> str:
@@ -67,6 +74,10 @@ class Authenticate:
             await error_problem(exc)(scope, receive, send)
             return
         scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
+        if scope["method"] == "POST" and scope["path"] in DECISION_PATHS:
+            with request_scope():
+                await self.app(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 

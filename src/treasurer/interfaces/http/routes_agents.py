@@ -1,8 +1,9 @@
 """``/v1/agents`` and ``/v1/agents/{id}/decommission``.
 
-Decommissioning here sets the agent's status and revokes all its sessions, so it can neither
-spend nor authenticate from the next request on. The full kill switch (freezing every wallet,
-cancelling queued payments) belongs to the lifecycle use case and replaces this later.
+Decommissioning is the kill switch of :mod:`treasurer.service.lifecycle`, in one idempotent
+call: the agent is marked decommissioned, its sessions revoked, every wallet frozen, its queued
+payments cancelled and its open authorizations voided (reservations released). Payments
+already broadcast cannot be recalled; they confirm as usual. The answer says what was done.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from fastapi import APIRouter
 
 from treasurer.domain.credentials import Principal
 from treasurer.domain.errors import Forbidden
-from treasurer.domain.org import Agent, AgentStatus
+from treasurer.domain.org import Agent
 from treasurer.interfaces.http.deps import (
     Ctx,
     HttpContext,
@@ -27,6 +28,7 @@ from treasurer.interfaces.http.deps import (
 from treasurer.interfaces.http.org_edits import add_agent, apply_edit, change_agent
 from treasurer.interfaces.http.problems import COMMON, responses
 from treasurer.interfaces.http.views import agent_out
+from treasurer.service.lifecycle import Lifecycle
 from treasurer.wire import AgentIn, AgentOut, AgentPatch, DecommissionOut, Page
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"], responses=COMMON)
@@ -88,10 +90,20 @@ def update_agent(agent_id: str, body: AgentPatch, ctx: Ctx, who: Manager) -> Age
 
 @router.post("/{agent_id}/decommission", responses=responses(404))
 def decommission(agent_id: str, ctx: Ctx, who: Manager) -> DecommissionOut:
-    """Mark the agent decommissioned and revoke every session it has. Idempotent."""
+    """Stop the agent for good, in one step: decommissioned, sessions revoked, wallets frozen,
+    queued payments cancelled, open authorizations voided. Idempotent (again: all zeros)."""
     visible_agent(ctx, who, agent_id)
-    ctx.governance.set_agent_status(agent_id, AgentStatus.DECOMMISSIONED.value, actor=who.actor)
-    revoked = ctx.credentials.revoke_all_sessions(agent_id, who.actor)
+    payments = None if ctx.payments is None else ctx.payments.payments
+    report = Lifecycle(ctx.governance, ctx.credentials, payments).decommission(
+        agent_id, actor=who.actor
+    )
     return DecommissionOut(
-        agent=agent_id, status=AgentStatus.DECOMMISSIONED.value, sessions_revoked=revoked
+        agent=report.agent,
+        status=report.status,
+        changed=report.status_changed,
+        sessions_revoked=report.sessions_revoked,
+        wallets_frozen=report.wallets_frozen,
+        payments_cancelled=report.payments_cancelled,
+        authorizations_voided=report.authorizations_voided,
+        payments_in_flight=report.payments_in_flight,
     )

@@ -75,6 +75,9 @@ def _spend(body: SpendBody, agent: str) -> SpendInput:
         ),
         fee_usd=body.fee_usd,
         gas_price_gwei=body.gas_price_gwei,
+        to=body.to,
+        data=body.data,
+        value=body.value,
     )
 
 

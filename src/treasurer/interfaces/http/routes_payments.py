@@ -15,6 +15,11 @@ a retried request without one could pay twice. A dry run needs none.
 Reading a ``broadcast`` payment first asks the chain for its receipt, so a caller polling
 ``GET /v1/payments/{id}`` sees ``confirmed`` (or ``failed``) as soon as the chain has decided,
 without waiting for a background confirmer.
+
+``POST /v1/payments/{id}/cancel`` cancels a ``queued`` payment (delay or approval tier) and
+releases its reservation: by the agent itself (its own payments only), a finance key or an
+admin key (within their view). Idempotent; anything but a queued payment is 409
+``payment_not_cancellable``. Votes on payments live in :mod:`.routes_approvals`.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ from treasurer.domain.payment import Payment, PaymentState
 from treasurer.interfaces.http.deps import (
     Ctx,
     HttpContext,
+    P,
     Pages,
     ReaderOrAgent,
     caller,
+    needs,
     stored_page,
     visible_or_404,
 )
@@ -166,7 +173,20 @@ def get_payment(payment_id: str, ctx: Ctx, who: ReaderOrAgent) -> PaymentOut:
     return payment_out(payment, ctx.config, _decision_of(ctx, payment))
 
 
-StateFilter = Literal["created", "queued", "broadcast", "confirmed", "failed", "denied"]
+StateFilter = Literal[
+    "created", "queued", "broadcast", "confirmed", "failed", "denied", "cancelled"
+]
+#: Agents (their own payments), finance and admin keys.
+Canceller = Annotated[Principal, Depends(needs(P.SPEND, P.APPROVE))]
+
+
+@router.post("/{payment_id}/cancel", responses=responses(404, 409, 503))
+def cancel(payment_id: str, ctx: Ctx, who: Canceller) -> PaymentOut:
+    """Cancel a queued payment and release its reservation (budget headroom comes back at
+    once). Idempotent: cancelling a cancelled payment returns it."""
+    _visible(ctx, who, payment_id)
+    done = ctx.require_payments().cancel(payment_id, actor=who.actor)
+    return payment_out(done, ctx.config, _decision_of(ctx, done))
 
 
 def _cursor(payment: Payment) -> str:
