@@ -175,6 +175,17 @@ def test_unauthorized_spends_pass_their_payload_through() -> None:
     assert made.summary == "Unauthorized spend: 99 base:USDC left wallet w1 (tx 0xdead)"
 
 
+def test_contradicted_captures_are_announced() -> None:
+    made = notice(
+        "spend.mismatch",
+        {"wallet": "w1", "differs": ["amount"], "tx_hash": "0xbeef"},
+        subject="wallet:w1",
+        chain="base",
+    )
+    assert (made.type, made.data["differs"]) == ("spend.mismatch", ["amount"])
+    assert made.summary == "Capture contradicted by the chain on wallet w1 (tx 0xbeef)"
+
+
 def test_every_source_kind_maps_into_the_documented_types() -> None:
     """Nothing maps to a type the docs and the filter validation do not know."""
     assert "spend.unauthorized" in SOURCE_KINDS and len(set(EVENT_TYPES)) == len(EVENT_TYPES)

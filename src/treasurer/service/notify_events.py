@@ -19,6 +19,7 @@ notification                  audit event it comes from
 ``agent.decommissioned``      ``agent.status`` → decommissioned
 ``scope.frozen``              ``freeze.set`` on a wallet, a department or the org
 ``spend.unauthorized``        ``spend.unauthorized`` (the reconciliation watcher)
+``spend.mismatch``            ``spend.mismatch`` (a capture the chain contradicts)
 ============================  ==================================================================
 
 A spend in the delay or approval tier is announced once, from its authorization, whether it
@@ -46,6 +47,7 @@ EVENT_TYPES = (
     "agent.decommissioned",
     "scope.frozen",
     "spend.unauthorized",
+    "spend.mismatch",
 )
 
 
@@ -282,6 +284,18 @@ def _unauthorized(event: SourceEvent) -> Notice:
     return Notice("spend.unauthorized", data, summary)
 
 
+def _mismatch(event: SourceEvent) -> Notice:
+    """A capture the chain contradicts (amount or recipient differ from what was authorized)."""
+    data: dict[str, object] = {**_parties(event), **event.payload}
+    for key in ("agent", "wallet", "chain"):
+        data[key] = data.get(key) or getattr(event, key)
+    tx = data.get("tx_id") or data.get("tx_hash")
+    summary = f"Capture contradicted by the chain on wallet {data.get('wallet') or '?'}" + (
+        f" (tx {tx})" if tx else ""
+    )
+    return Notice("spend.mismatch", data, summary)
+
+
 _BY_KIND: dict[str, Callable[[SourceEvent], Notice | None]] = {
     "authorization.created": _created,
     "authorization.denied": _denied,
@@ -292,6 +306,7 @@ _BY_KIND: dict[str, Callable[[SourceEvent], Notice | None]] = {
     "freeze.set": _freeze,
     "agent.status": _status,
     "spend.unauthorized": _unauthorized,
+    "spend.mismatch": _mismatch,
 }
 #: The audit kinds worth reading at all (the dispatcher filters on them in SQL).
 SOURCE_KINDS = frozenset(_BY_KIND)

@@ -47,6 +47,7 @@ STATUS_BY_CODE: dict[str, int] = {
     # the chain adapters, which this layer may not import (adapters/chains/evm_errors.py).
     "idempotency_key_required": 400,
     "payments_not_configured": 503,  # this server was started without chains and a vault
+    "webhooks_not_configured": 503,  # an app built without webhook notifications
     "chain_not_configured": 400,  # the wallet's network has no connection on this node
     "chain_unavailable": 503,  # the node did not answer in time: transient, retry
     # The RPC URL serves another chain id: an operator must fix the server, retrying the same
