@@ -220,7 +220,13 @@ class GovernanceMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def void(self, data: st.DataObject) -> None:
         auth = self._pick(data)
-        if auth.state in ("pending", "voided"):  # a void of a voided one returns it again
+        if auth.state == "pending" and self.clock.now() >= auth.expires:
+            # Past its expiry but not swept yet: released as what happened first, expired.
+            assert self.gov.void(auth.id).state.value == "expired"
+            auth.state = "expired"
+        elif auth.state == "expired":  # a void of a released one returns it
+            assert self.gov.void(auth.id).state.value == "expired"
+        elif auth.state in ("pending", "voided"):  # a void of a voided one returns it again
             assert self.gov.void(auth.id).state.value == "voided"
             auth.state = "voided"
         else:

@@ -153,7 +153,11 @@ def test_an_unauthorized_transfer_on_anvil_is_caught_within_seconds(
     elapsed = watched.wait_for(lambda rs: [r.status for r in rs] == [TransferStatus.UNAUTHORIZED])
     assert elapsed < DETECTION_LIMIT_S
     assert sum(r.captured_usd_micros for r in watched.gov.spend()) == 700 * 1_000_000
-    assert Scope(ScopeKind.AGENT, "agent_a") in watched.gov.cache.get().frozen
+    # The freeze follows the record in the same watcher tick (its own transaction).
+    deadline = time.monotonic() + DETECTION_LIMIT_S
+    while Scope(ScopeKind.AGENT, "agent_a") not in watched.gov.cache.get().frozen:
+        assert time.monotonic() < deadline, "the agent was not frozen"
+        time.sleep(0.05)
     denied = watched.gov.authorize(
         agent="agent_a", wallet=f"ext-{NETWORK}", amount="1", asset="DUSD", recipient=_someone()
     )
