@@ -29,6 +29,7 @@ from treasurer.wire import (
     ApprovalChallengeOut,
     ApprovalStatusOut,
     ApproverOut,
+    BacktestOut,
     DecommissionOut,
     FreezeOut,
     Health,
@@ -38,6 +39,7 @@ from treasurer.wire import (
     PriceOut,
     SessionCreated,
     SessionOut,
+    ShadowReportOut,
     SpendReport,
     SpendRowOut,
     WalletBalanceOut,
@@ -247,6 +249,34 @@ def spend(
         params=params,
         idempotent=True,
     )
+
+
+def _range_params(
+    since: datetime | None, until: datetime | None, quarter: str | None
+) -> dict[str, str]:
+    params = {} if quarter is None else {"quarter": quarter}
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None:
+            params[name] = moment.isoformat()
+    return params
+
+
+def backtest(
+    org_file: Mapping[str, Any],
+    since: datetime | None,
+    until: datetime | None,
+    quarter: str | None,
+) -> Call[BacktestOut]:
+    """Safe to retry: a backtest writes nothing."""
+    body: dict[str, Any] = {"org": dict(org_file), **_range_params(since, until, quarter)}
+    return Call("POST", "/v1/backtests", _model(BacktestOut), body=body, idempotent=True)
+
+
+def shadow_report(
+    since: datetime | None, until: datetime | None, quarter: str | None
+) -> Call[ShadowReportOut]:
+    params = _range_params(since, until, quarter)
+    return Call("GET", "/v1/shadow-report", _model(ShadowReportOut), params=params, idempotent=True)
 
 
 def get_price(asset: str) -> Call[PriceOut]:

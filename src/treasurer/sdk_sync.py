@@ -35,6 +35,7 @@ from treasurer.wire import (
     ApprovalChallengeOut,
     ApprovalStatusOut,
     ApproverOut,
+    BacktestOut,
     DecommissionOut,
     FreezeOut,
     Health,
@@ -44,6 +45,7 @@ from treasurer.wire import (
     PriceOut,
     SessionCreated,
     SessionOut,
+    ShadowReportOut,
     SpendRowOut,
     WalletBalanceOut,
     WalletOut,
@@ -316,6 +318,29 @@ class Client:
     ) -> list[SpendRowOut]:
         """Captured and reserved USD per group over authorizations created in [since, until)."""
         return self._send(calls.spend(by, since, until, filters))
+
+    def backtest(
+        self,
+        org_file: Mapping[str, Any] | str | Path,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        quarter: str | None = None,
+    ) -> BacktestOut:
+        """Replay the decisions recorded in [since, until) (or ``quarter``, e.g. ``"2026Q2"``)
+        against a draft org file (a mapping or a YAML path); lists what would change."""
+        data = load_org_path(org_file) if isinstance(org_file, (str, Path)) else org_file
+        return self._send(calls.backtest(data, since, until, quarter))
+
+    def shadow_report(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        quarter: str | None = None,
+    ) -> ShadowReportOut:
+        """Per shadow policy, what it would have denied in the range."""
+        return self._send(calls.shadow_report(since, until, quarter))
 
     def get_price(self, asset: str) -> PriceOut:
         return self._send(calls.get_price(asset))

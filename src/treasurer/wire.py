@@ -539,6 +539,11 @@ class SpendRowOut(BaseModel):
     pending_usd: str
     captured_count: int
     pending_count: int
+    amounts: dict[str, str] = Field(
+        default={},
+        description="captured amount per asset, in token units",
+        examples=[{"base:USDC": "1234.500000"}],
+    )
 
 
 class SpendReport(BaseModel):
@@ -683,3 +688,76 @@ class ApprovalStatusOut(BaseModel):
     progress: list[ApprovalProgressOut]
     ballots: list[BallotOut]
     voted: BallotOut | None = Field(default=None, description="the vote this call recorded")
+
+
+# -- simulation: backtests and shadow reports --------------------------------------------
+Quarter = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}[Qq][1-4]$")]
+
+
+class BacktestIn(Request):
+    """Replay the decisions recorded in a range against a draft org file; writes nothing.
+
+    The range is ``quarter`` (``2026Q2``, in UTC) or ``since`` and ``until`` (with a zone)."""
+
+    org: dict[str, Any] = Field(description="the draft org file, as JSON")
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    quarter: Quarter | None = Field(default=None, examples=["2026Q2"])
+
+
+class OutcomeOut(BaseModel):
+    """One side of a comparison: allowed, the tier, the reason codes."""
+
+    allowed: bool
+    tier: str
+    codes: list[str]
+
+
+class BacktestChangeOut(BaseModel):
+    """A recorded decision the draft would have made differently. ``change`` is
+    ``allowed_to_denied``, ``denied_to_allowed`` or ``tier_changed``."""
+
+    authorization: str
+    at: datetime
+    agent: str
+    wallet: str
+    asset: str | None
+    amount: str
+    value_usd: str
+    change: str
+    before: OutcomeOut
+    after: OutcomeOut
+
+
+class BacktestOut(BaseModel):
+    """Counts and USD per kind of change, and the changes (at most the first 10,000 are
+    listed: ``truncated`` says so; the totals always count every one)."""
+
+    since: datetime
+    until: datetime
+    replayed: int
+    changed: int
+    counts: dict[str, int]
+    usd: dict[str, str]
+    changes: list[BacktestChangeOut]
+    truncated: bool
+
+
+class ShadowPolicyOut(BaseModel):
+    """What one shadow policy would have denied among the decisions of the range, and how
+    many of those reality allowed (the decisions it would have changed)."""
+
+    policy: str
+    policy_type: str
+    evaluated: int
+    would_deny: int
+    would_deny_usd: str
+    would_deny_allowed: int
+    would_deny_allowed_usd: str
+    codes: dict[str, int]
+
+
+class ShadowReportOut(BaseModel):
+    since: datetime
+    until: datetime
+    policies: list[ShadowPolicyOut]

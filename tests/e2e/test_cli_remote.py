@@ -165,6 +165,7 @@ def test_check_exits_1_on_a_denial_and_0_when_allowed(cli: Cli) -> None:
             "pending_usd": "0.00",
             "captured_count": 1,
             "pending_count": 0,
+            "amounts": {"base:USDC": "999.000000"},
         }
     ]
 

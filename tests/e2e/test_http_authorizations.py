@@ -105,6 +105,7 @@ def test_an_idempotent_retry_returns_the_first_result(api: Api) -> None:
             "pending_usd": "400.00",
             "captured_count": 0,
             "pending_count": 1,
+            "amounts": {},
         }
     ]
 

@@ -156,8 +156,10 @@ def test_pay_notify_deny_and_the_chain_agrees_with_the_books(api: Api, network: 
             "pending_usd": "0.00",
             "captured_count": 2,
             "pending_count": 0,
+            "amounts": {next(iter(spend[0]["amounts"])): "275.000000"},
         }
     ]
+    assert next(iter(spend[0]["amounts"])).endswith(":DUSD")
     assert Decimal(spend[0]["captured_usd"]) * 10**case.token_decimals == captured  # $1 peg
 
 

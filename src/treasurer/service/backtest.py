@@ -66,6 +66,8 @@ class BacktestChange:
     change: str  # allowed_to_denied | denied_to_allowed | tier_changed
     before: Outcome
     after: Outcome
+    #: The asset's decimals, as recorded (None: unknown asset; ``amount`` is base units).
+    decimals: int | None = None
 
 
 @dataclass
@@ -151,6 +153,7 @@ def backtest(store: Store, draft: OrgConfig, since: datetime, until: datetime) -
                     kind,
                     before,
                     after,
+                    auth.decimals,
                 )
             )
     return report

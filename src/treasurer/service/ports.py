@@ -61,6 +61,8 @@ class SpendRow:
     pending_usd_micros: int
     captured_count: int
     pending_count: int
+    #: Captured amount per asset: (asset id, base units, decimals), sorted by asset.
+    captured_amounts: tuple[tuple[str, int, int | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -396,8 +396,24 @@ class SqlStore:
             f"COALESCE(SUM(CASE WHEN state IN {_RESERVING} THEN 1 ELSE 0 END), 0) "
             f"FROM authorizations WHERE {' AND '.join(where)} GROUP BY grp ORDER BY grp"
         )
-        rows = self._run(lambda tx: tx.all(sql, params), write=False)
-        return [SpendRow(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+        # Token amounts are summed here, not in SQL: SQLite keeps them as text (beyond int64)
+        # and would sum them as floats. Equal amounts are counted in SQL to keep rows few.
+        amounts_sql = (
+            f"SELECT {column} AS grp, asset_id, decimals, captured_amount, COUNT(*) "
+            f"FROM authorizations WHERE {' AND '.join(where)} AND state = 'captured' "
+            "AND asset_id IS NOT NULL AND captured_amount IS NOT NULL "
+            "GROUP BY grp, asset_id, decimals, captured_amount"
+        )
+        rows, amount_rows = self._run(
+            lambda tx: (tx.all(sql, params), tx.all(amounts_sql, params)), write=False
+        )
+        amounts = _sum_amounts(amount_rows)
+        return [
+            SpendRow(
+                str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), amounts.get(str(r[0]), ())
+            )
+            for r in rows
+        ]
 
     def audit_events(self, limit: int, after_id: int = 0) -> list[dict[str, object]]:
         rows = self._run(
@@ -419,6 +435,21 @@ class SqlStore:
             }
             for r in rows
         ]
+
+
+def _sum_amounts(
+    rows: Sequence[Sequence[object]],
+) -> dict[str, tuple[tuple[str, int, int | None], ...]]:
+    """(group, asset, decimals, amount, count) rows as exact sums per group and asset."""
+    sums: dict[str, dict[str, list[int | None]]] = {}
+    for grp, asset, decimals, amount, count in rows:
+        entry = sums.setdefault(str(grp), {}).setdefault(str(asset), [0, None])
+        entry[0] = (entry[0] or 0) + int(str(amount)) * int(str(count))
+        entry[1] = None if decimals is None else int(str(decimals))
+    return {
+        grp: tuple((asset, int(total or 0), dec) for asset, (total, dec) in sorted(assets.items()))
+        for grp, assets in sums.items()
+    }
 
 
 _USAGE_COLUMNS = frozenset({"wallet_id", "agent_id", "department_id"})

@@ -7,7 +7,8 @@ client) is injected by the composition root through :class:`Wiring`, so tests ca
 own and this package never imports an adapter.
 
 - local or remote: ``apply``, ``export``, ``check``, ``report``, ``set-price``
-  (:mod:`~treasurer.interfaces.cli.core_commands`)
+  (:mod:`~treasurer.interfaces.cli.core_commands`), ``backtest``
+  (:mod:`~treasurer.interfaces.cli.simulation_commands`)
 - server only: ``agents``, ``policies``, ``approvers``
   (:mod:`~treasurer.interfaces.cli.org_commands`), ``wallets``
   (:mod:`~treasurer.interfaces.cli.wallet_commands`), ``freeze``, ``unfreeze``, ``sessions``
@@ -32,6 +33,7 @@ from treasurer.interfaces.cli import (
     org_commands,
     output,
     pay_commands,
+    simulation_commands,
     vault_commands,
     wallet_commands,
     webhook_commands,
@@ -65,6 +67,7 @@ def build_cli(wiring: Wiring) -> typer.Typer:
         wiring.serve()
 
     core_commands.register(cli, wiring)
+    simulation_commands.register(cli, wiring)
     pay_commands.register(cli, wiring)
     approve_commands.register(cli, wiring)
     org_commands.register(cli, wiring)

@@ -25,6 +25,7 @@ from treasurer.domain.errors import InvalidRequest, TreasurerError
 from treasurer.interfaces.cli import output
 from treasurer.interfaces.cli.remote import JsonOpt, Target, run
 from treasurer.interfaces.cli.wiring import Wiring
+from treasurer.interfaces.csv_text import AuditCsv
 from treasurer.service.audit import AuditTrail, ExportSummary, audit_of
 from treasurer.service.audit_signing import public_key_from_text, verify_ed25519
 
@@ -53,16 +54,29 @@ def register(cli: typer.Typer, wiring: Wiring) -> None:
         ] = None,
         since: TimeOpt = None,
         until: TimeOpt = None,
+        fmt: Annotated[
+            str,
+            typer.Option(
+                "--format",
+                help="jsonl (verifiable, the default) or csv (one row per event, for "
+                "spreadsheets; it cannot be verified).",
+            ),
+        ] = "jsonl",
     ) -> None:
         """Export the hash-chained audit log (JSON Lines) with its signed checkpoints.
 
         With --since/--until, the contiguous stretch of the chain holding every event in
-        [since, until): it verifies on its own, anchored at its first event."""
-        run(
-            wiring,
-            Target(),
-            lambda: _export(wiring, out, _time(since, "since"), _time(until, "until")),
-        )
+        [since, until): it verifies on its own, anchored at its first event. --format csv
+        writes one row per event (seq, id, at, kind, actor, subject, hash, payload JSON)
+        instead: handy in a spreadsheet, but only JSON Lines can be verified."""
+
+        def action() -> int:
+            if fmt not in ("jsonl", "csv"):
+                raise InvalidRequest(f"--format: {fmt!r} must be jsonl or csv", field="format")
+            start, end = _time(since, "since"), _time(until, "until")
+            return _export(wiring, out, start, end, csv=fmt == "csv")
+
+        run(wiring, Target(), action)
 
     @audit.command("verify")
     def verify(
@@ -106,17 +120,22 @@ def _trail(backend: object) -> AuditTrail:
 
 
 def _export(
-    wiring: Wiring, out: Path | None, since: datetime | None, until: datetime | None
+    wiring: Wiring,
+    out: Path | None,
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    csv: bool = False,
 ) -> int:
     backend = wiring.open_backend()
     try:
         trail = _trail(backend)
         if out is None:
-            summary = trail.export(sys.stdout, since, until)
+            summary = trail.export(AuditCsv(sys.stdout) if csv else sys.stdout, since, until)
             sys.stdout.flush()
         else:
             with _create(out) as handle:
-                summary = trail.export(handle, since, until)
+                summary = trail.export(AuditCsv(handle) if csv else handle, since, until)
     finally:
         backend.close()
     output.errors.print(_export_line(summary, out), highlight=False)

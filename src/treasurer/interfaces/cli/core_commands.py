@@ -28,6 +28,7 @@ from treasurer.interfaces.cli.remote import (
     run,
 )
 from treasurer.interfaces.cli.wiring import Wiring
+from treasurer.interfaces.csv_text import spend_csv
 from treasurer.wire import DecisionOut, PlanOut, SpendRowOut
 
 
@@ -130,6 +131,9 @@ def register(cli: typer.Typer, wiring: Wiring) -> None:
         since: Annotated[str | None, typer.Option(help="Start date (YYYY-MM-DD, UTC).")] = None,
         until: Annotated[str | None, typer.Option(help="End date, exclusive (YYYY-MM-DD).")] = None,
         as_json: JsonOpt = False,
+        fmt: Annotated[
+            str, typer.Option("--format", help="table|json|csv (csv: exact decimal USD).")
+        ] = "table",
         url: UrlOpt = None,
         key: KeyOpt = None,
         key_file: KeyFileOpt = None,
@@ -138,13 +142,20 @@ def register(cli: typer.Typer, wiring: Wiring) -> None:
         target = Target(url, key, key_file)
 
         def action() -> int:
-            start, end = _range(quarter, since, until)
+            if fmt not in ("table", "json", "csv"):
+                raise InvalidRequest(
+                    f"--format: {fmt!r} must be table, json or csv", field="format"
+                )
+            start, end = parse_range(quarter, since, until)
             backend = open_backend(wiring, target)
             try:
                 rows = backend.spend(by=by, since=start, until=end)
             finally:
                 backend.close()
-            _show_spend(by, rows, as_json)
+            if fmt == "csv":
+                output.console.out(spend_csv(by, rows), end="", highlight=False)
+                return output.EXIT_OK
+            _show_spend(by, rows, as_json or fmt == "json")
             return output.EXIT_OK
 
         run(wiring, target, action)
@@ -251,7 +262,7 @@ def _parse_day(text: str | None, field: str) -> datetime | None:
         ) from None
 
 
-def _range(
+def parse_range(
     quarter: str | None, since: str | None, until: str | None
 ) -> tuple[datetime | None, datetime | None]:
     """The report's [start, end) in UTC, from ``--quarter`` or ``--since``/``--until``."""

@@ -14,7 +14,8 @@ from typing import Any
 
 from treasurer.interfaces.cli.wiring import Embedded
 from treasurer.interfaces.http.views import decision_out, plan_out, price_out, spend_row_out
-from treasurer.wire import DecisionOut, PlanOut, PriceOut, SpendRowOut
+from treasurer.interfaces.http.views_simulation import backtest_out
+from treasurer.wire import BacktestOut, DecisionOut, PlanOut, PriceOut, SpendRowOut
 
 
 class EmbeddedBackend:
@@ -53,6 +54,12 @@ class EmbeddedBackend:
 
     def set_price(self, asset: str, price_usd: str) -> PriceOut:
         return price_out(asset, self._embedded.set_price(asset, price_usd))
+
+    def backtest(
+        self, org_file: dict[str, Any], *, since: datetime, until: datetime
+    ) -> BacktestOut:
+        report = self._embedded.backtest(org_file, since=since, until=until, source="org")
+        return backtest_out(report)
 
     def close(self) -> None:
         self._embedded.close()

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from treasurer.domain.facts import PriceQuote
 from treasurer.domain.outcome import Decision
 from treasurer.service.admin import ApplyResult
+from treasurer.service.backtest import BacktestReport
 from treasurer.service.ports import SpendRow
-from treasurer.wire import DecisionOut, PlanOut, PriceOut, SpendRowOut
+from treasurer.wire import BacktestOut, DecisionOut, PlanOut, PriceOut, SpendRowOut
 
 if TYPE_CHECKING:
     from treasurer.sdk import Client
@@ -56,6 +57,10 @@ class Embedded(Protocol):
 
     def set_price(self, asset: str, price_usd: object, *, actor: str = "admin") -> PriceQuote: ...
 
+    def backtest(
+        self, draft: Any, *, since: datetime, until: datetime, source: str = "draft"
+    ) -> BacktestReport: ...
+
     def close(self) -> None: ...
 
 
@@ -83,6 +88,10 @@ class Backend(Protocol):
     ) -> list[SpendRowOut]: ...
 
     def set_price(self, asset: str, price_usd: str) -> PriceOut: ...
+
+    def backtest(
+        self, org_file: dict[str, Any], *, since: datetime, until: datetime
+    ) -> BacktestOut: ...
 
     def close(self) -> None: ...
 

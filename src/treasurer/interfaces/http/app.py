@@ -26,6 +26,7 @@ from treasurer.interfaces.http import (
     routes_policies,
     routes_reports,
     routes_sessions,
+    routes_simulation,
     routes_vendors,
     routes_wallets,
     routes_webhooks,
@@ -56,6 +57,7 @@ ROUTERS = (
     routes_freezes,
     routes_admin_keys,
     routes_reports,
+    routes_simulation,
     routes_webhooks,
     routes_vendors,
 )

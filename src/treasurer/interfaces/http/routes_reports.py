@@ -14,10 +14,12 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from treasurer.domain.audit_verify import Finding
 from treasurer.domain.errors import Forbidden, InvalidRequest
+from treasurer.interfaces.csv_text import spend_csv
 from treasurer.interfaces.http.deps import Ctx, Pages, Reader, Reporter, stored_page
 from treasurer.interfaces.http.problems import COMMON, NotImplementedYet, responses
 from treasurer.interfaces.http.views import audit_event_out, spend_row_out
@@ -49,12 +51,26 @@ def _merge(rows: list[SpendRow]) -> list[SpendRow]:
                 old.pending_usd_micros + row.pending_usd_micros,
                 old.captured_count + row.captured_count,
                 old.pending_count + row.pending_count,
+                _merge_amounts(old.captured_amounts, row.captured_amounts),
             )
         )
     return [merged[k] for k in sorted(merged)]
 
 
-@router.get("/v1/spend", responses=responses(400))
+def _merge_amounts(
+    a: tuple[tuple[str, int, int | None], ...], b: tuple[tuple[str, int, int | None], ...]
+) -> tuple[tuple[str, int, int | None], ...]:
+    sums: dict[str, tuple[int, int | None]] = {}
+    for asset, units, decimals in (*a, *b):
+        sums[asset] = (sums.get(asset, (0, decimals))[0] + units, decimals)
+    return tuple((asset, units, dec) for asset, (units, dec) in sorted(sums.items()))
+
+
+@router.get(
+    "/v1/spend",
+    response_model=SpendReport,
+    responses={**responses(400), 200: {"content": {"text/csv": {}}}},
+)
 def spend(
     ctx: Ctx,
     who: Reporter,
@@ -67,7 +83,10 @@ def spend(
     chain: Filter = None,
     asset: Filter = None,
     vendor: Filter = None,
-) -> SpendReport:
+    format: Annotated[
+        Literal["json", "csv"], Query(description="csv: text/csv, USD as exact decimals")
+    ] = "json",
+) -> SpendReport | Response:
     """Captured and reserved USD per group, over authorizations created in [since, until)."""
     since, until = _aware(since, "since"), _aware(until, "until")
     given = {"agent": agent, "wallet": wallet, "chain": chain, "asset": asset, "vendor": vendor}
@@ -76,9 +95,10 @@ def spend(
     for dept in _departments(ctx.view(who).departments_in_scope(), department):
         extra = {"department": dept} if dept is not None else {}
         rows += ctx.governance.spend(by=group_by, since=since, until=until, **filters, **extra)
-    return SpendReport(
-        group_by=group_by, since=since, until=until, rows=[spend_row_out(r) for r in _merge(rows)]
-    )
+    out = [spend_row_out(r) for r in _merge(rows)]
+    if format == "csv":
+        return Response(spend_csv(group_by, out), media_type="text/csv; charset=utf-8")
+    return SpendReport(group_by=group_by, since=since, until=until, rows=out)
 
 
 def _aware(moment: datetime | None, name: str) -> datetime | None:

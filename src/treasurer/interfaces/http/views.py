@@ -193,7 +193,18 @@ def spend_row_out(row: SpendRow) -> SpendRowOut:
         pending_usd=usd_decimal_text(row.pending_usd_micros),
         captured_count=row.captured_count,
         pending_count=row.pending_count,
+        amounts={
+            asset: _token_text(units, MAX_DECIMALS if decimals is None else decimals)
+            for asset, units, decimals in row.captured_amounts
+        },
     )
+
+
+def _token_text(units: int, decimals: int) -> str:
+    """Base units as token units with every decimal of the asset ("1234.500000" USDC), so a
+    column of them lines up and reads as the exact amount it is."""
+    whole, frac = divmod(units, 10**decimals)
+    return f"{whole}.{frac:0{decimals}d}" if decimals else str(whole)
 
 
 def audit_event_out(event: dict[str, object]) -> AuditEventOut:
