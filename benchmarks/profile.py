@@ -47,7 +47,10 @@ RULES: list[Rule] = [
     ("database: other", _DB),
     ("reservation: building the batch (JSON)", _has("reserve_batch.py", "batch_item")),
     ("decision: domain and use case", _has("treasurer/domain/", "governance.py", "requests.py")),
-    ("response: pydantic model and JSON", _has("serialize_response", "views.py", "pydantic")),
+    (
+        "pydantic and JSON (request body, response model)",
+        _has("serialize_response", "views.py", "pydantic"),
+    ),
     ("request thread: FastAPI dependencies, body validation", _has("_run_sync_endpoint")),
     ("thread hand-off (anyio worker threads)", _has("to_thread", "worker_thread", "queue.py")),
     ("ASGI stack (Starlette/FastAPI routing, middleware)", _has("starlette", "fastapi")),

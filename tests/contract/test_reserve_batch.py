@@ -12,12 +12,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-import pytest
 from tests.orgs import cross_wallet_org
 
 import treasurer
 from treasurer.adapters.sql import budget_store, reserve_batch
-from treasurer.adapters.sql.reserve_batch import ItemFailed, ReserveBatcher
+from treasurer.adapters.sql.reserve_batch import ReserveBatcher
 from treasurer.service.ports import AuditRecord
 
 
@@ -82,8 +81,8 @@ def test_a_batch_answers_fits_misses_and_replays_each_in_its_slot(pg_url: str) -
 
 def test_an_item_that_fails_on_its_own_fails_alone(pg_url: str) -> None:
     """One batch of a sound reservation and a broken one (an amount PostgreSQL cannot read):
-    the sound one is reserved, the broken one answers with its own SQLSTATE, and nothing of
-    it stays."""
+    the batch fails whole, is sent again item by item, the sound one is reserved and the
+    broken one fails with its own error; nothing of it stays."""
     with treasurer.open(pg_url) as gov:
         gov.apply(cross_wallet_org())
         spend = {"agent": "agent_a", "wallet": "w1", "amount": "3.00", "asset": "USDC"}
@@ -92,22 +91,13 @@ def test_an_item_that_fails_on_its_own_fails_alone(pg_url: str) -> None:
         gov.void(template.id)
         audit = AuditRecord("authorization.created", "test", "test", {})
         now = gov.clock.now()
-        items = []
+        jobs = []
         for name in ("sound", "broken"):
             auth = replace(template, id=f"auth_{name}", idempotency_key=None)
-            _ordered, item = budget_store.batch_item(auth, claims, audit, now)
-            items.append(item)
-        items[1].claims[0]["x"] = "not a number"
-        answers = gov.sql.db.run(lambda tx: reserve_batch._call(tx, items), atomic=False)
-        assert len(answers[0]["rows"]) == len(claims)
-        assert answers[1]["sqlstate"] == "22P02", answers[1]
+            jobs.append(reserve_batch._Job(budget_store.batch_item(auth, claims, audit, now)[1]))
+        jobs[1].item.claims[0]["x"] = "not a number"
+        ReserveBatcher(gov.sql.db)._send(jobs)
+        assert jobs[0].error is None and len(jobs[0].rows) == len(claims)
+        assert getattr(jobs[1].error, "sqlstate", None) == "22P02", jobs[1].error
         assert gov.store.get_authorization("auth_sound") is not None
         assert gov.store.get_authorization("auth_broken") is None
-        # Through the batcher, such an item raises with its SQLSTATE (a retry can tell).
-        items[1] = budget_store.batch_item(
-            replace(template, id="auth_again", idempotency_key=None), claims, audit, now
-        )[1]
-        items[1].claims[0]["x"] = "not a number"
-        with pytest.raises(ItemFailed) as failed:
-            ReserveBatcher(gov.sql.db).reserve(items[1])
-        assert failed.value.sqlstate == "22P02"

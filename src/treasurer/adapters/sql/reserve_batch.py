@@ -5,18 +5,21 @@ locked from a reservation's conditional update until its commit has flushed the 
 reservation per transaction lets the whole deployment, all nodes together, reserve on one org
 budget about once per WAL flush. :class:`ReserveBatcher` is a **batching leader** per process,
 the same group commit the SQLite adapter uses: a reservation joins a queue; whoever holds the
-process's batch lock takes everything queued (up to :data:`MAX_BATCH`) and sends it as one
-``treasurer_reserve_batch`` call (migration v0010): one round trip, one lock of the hot rows,
-one commit for the lot. A lone reservation goes at once and waits for nobody.
+process's batch lock sends what is queued, oldest first, in batches of up to :data:`MAX_BATCH`,
+each as one ``treasurer_reserve_batch`` call (migration v0010): one round trip, one lock of the
+hot rows, one commit for the lot, until its own is sent; then it hands the lead to the oldest
+waiting reservation. The others wait on their own reservation's event, not on the lock (which
+would wake them in no particular order). A lone reservation goes at once.
 
-Exactness is unchanged: each item is the same conditional reservation, all or nothing, in its
-own subtransaction; the CHECK constraints still hold every row. What the batch changes is only
-who pays the lock and the flush. Trade-offs, against escrow slices of the budget held per
-node: nothing is ever set aside, so no headroom is stranded on a node (a spend that fits is
-never denied because another node holds a slice) and a dead node holds nothing that must be
-reclaimed after a lease (its open transaction dies with its connection); the price is that the
-hot row is still taken by one node's batch at a time, so nodes take turns per batch rather
-than per reservation.
+Exactness is unchanged: each item is checked with the same condition as a lone reservation,
+against the balances as the items before it in the batch left them, and taken whole or not at
+all; the CHECK constraints still hold every row. What the batch changes is how long the hot
+rows are held: one lock, four row writes and one commit per batch instead of per reservation.
+Trade-offs, against escrow slices of the budget held per node: nothing is ever set aside, so no
+headroom is stranded on a node (a spend that fits is never denied because another node holds a
+slice) and a dead node holds nothing that must be reclaimed after a lease (its open
+transaction dies with its connection); the price is that the hot row is still taken by one
+node's batch at a time, so nodes take turns per batch rather than per reservation.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from treasurer.adapters.sql.codec import dumps
-from treasurer.adapters.sql.db import Database, Row, Tx
+from treasurer.adapters.sql.db import Database, Row, Tx, is_retryable
 
 #: Most reservations in one call. Each is a subtransaction; PostgreSQL tracks up to 64 per
 #: transaction cheaply (beyond that, every other session's snapshots get slower).
 MAX_BATCH = 32
+#: How often a waiting reservation checks that some thread is still leading (seconds).
+LEADER_RECHECK_S = 0.005
 
 
 class ClaimRejected(Exception):
@@ -45,15 +50,6 @@ class ClaimRejected(Exception):
 class DuplicateKey(Exception):
     """The authorization's idempotency key is taken: the item was rolled back, the first
     result stands (the caller reads it)."""
-
-
-class ItemFailed(Exception):
-    """This reservation failed on its own (the others of its batch did not) and was rolled
-    back; ``sqlstate`` says why, so deadlocks and serialization failures can be retried."""
-
-    def __init__(self, message: str, sqlstate: str) -> None:
-        super().__init__(f"the reservation failed: {message} (SQLSTATE {sqlstate})")
-        self.sqlstate = sqlstate
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +70,11 @@ class _Job:
     done: bool = False
     rows: list[Row] = field(default_factory=list)
     error: BaseException | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self.error, self.done = error, True
+        self.finished.set()
 
 
 class ReserveBatcher:
@@ -92,39 +93,73 @@ class ReserveBatcher:
         job = _Job(item)
         with self._queue_lock:
             self._queue.append(job)
-        with self._leader:
-            # Nobody sent it while we waited: lead batches, oldest first, until ours is sent
-            # (more than MAX_BATCH may be queued ahead of it).
-            while not job.done:
-                with self._queue_lock:
-                    group, self._queue = self._queue[: self._max], self._queue[self._max :]
-                self._send(group)
+        while not job.done:
+            if self._leader.acquire(blocking=False):
+                try:
+                    self._lead_until(job)
+                finally:
+                    self._leader.release()
+                self._wake_next()
+            else:
+                # A leader is sending; it sends ours or hands the lead on by waking us. The
+                # timeout only covers a leader that left just before our job was queued.
+                job.finished.wait(LEADER_RECHECK_S)
+                if not job.done:
+                    job.finished.clear()
         if job.error is not None:
             raise job.error
         return job.rows
 
+    def _lead_until(self, job: _Job) -> None:
+        """Send batches, oldest first, until ``job`` is sent (so a leader's own wait is
+        bounded by the queue ahead of it, never by the load behind it)."""
+        while not job.done:
+            with self._queue_lock:
+                group, self._queue = self._queue[: self._max], self._queue[self._max :]
+            if not group:  # cannot happen: ``job`` is queued until sent
+                return
+            self._send(group)
+
+    def _wake_next(self) -> None:
+        """Hand the lead to the oldest waiting reservation, if any."""
+        with self._queue_lock:
+            waiting = self._queue[0] if self._queue else None
+        if waiting is not None:
+            waiting.finished.set()
+
     def _send(self, group: list[_Job]) -> None:
         try:
             answers = self._db.run(lambda tx: _call(tx, [j.item for j in group]), atomic=False)
-        except BaseException as exc:  # the whole call failed: nothing of it was committed
+        except Exception as exc:  # the batch is one statement: nothing of it was committed
+            if len(group) > 1 and not is_retryable(exc):
+                # One request's own failure (bad data, a duplicate key committed meanwhile by
+                # another node) must not fail the others: each again, alone.
+                for job in group:
+                    self._send([job])
+                return
+            error: BaseException = exc
+            if self._db.is_unique_violation(exc):
+                error = DuplicateKey(str(exc))
             for job in group:
-                job.error, job.done = exc, True
+                job.finish(error)
             return
+        except BaseException as exc:
+            for job in group:
+                job.finish(exc)
+            raise
         if len(answers) != len(group):  # cannot happen: one answer per item, in order
             failure = RuntimeError(f"{len(answers)} answers for {len(group)} reservations")
             for job in group:
-                job.error, job.done = failure, True
+                job.finish(failure)
             return
         for job, answer in zip(group, answers, strict=True):
             if "rows" in answer:
                 job.rows = [tuple(values) for values in answer["rows"]]
+                job.finish()
             elif "rejected" in answer:
-                job.error = ClaimRejected(str(answer["rejected"]))
-            elif "duplicate" in answer:
-                job.error = DuplicateKey(str(answer["duplicate"]))
+                job.finish(ClaimRejected(str(answer["rejected"])))
             else:
-                job.error = ItemFailed(str(answer.get("error")), str(answer.get("sqlstate")))
-            job.done = True
+                job.finish(DuplicateKey(str(answer.get("duplicate", ""))))
 
 
 def _call(tx: Tx, items: Sequence[BatchItem]) -> list[dict[str, Any]]:
