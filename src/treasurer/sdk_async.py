@@ -54,6 +54,7 @@ from treasurer.wire import (
     WebhookDeliveryOut,
     WebhookOut,
 )
+from treasurer.wire_audit import AuditPurgeOut
 
 T = TypeVar("T")
 
@@ -478,6 +479,14 @@ class AsyncClient:
     async def retry_delivery(self, delivery_id: str) -> WebhookDeliveryOut:
         """Send a dead delivery again (pending, due now). Never retried."""
         return await self._send(calls.retry_delivery(delivery_id))
+
+    # -- audit retention -------------------------------------------------------------------
+    async def purge_audit(
+        self, *, before: datetime | None = None, dry_run: bool = False
+    ) -> AuditPurgeOut:
+        """Purge sealed audit events older than the org's retention (only those before
+        ``before``, when given); ``dry_run`` reports what would go. Admin keys only."""
+        return await self._send(calls.purge_audit(before, dry_run))
 
     # -- approvals and cancel --------------------------------------------------------------
     async def approvals(self, subject_id: str) -> ApprovalStatusOut:

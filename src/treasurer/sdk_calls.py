@@ -48,6 +48,7 @@ from treasurer.wire import (
     WebhookDeliveryOut,
     WebhookOut,
 )
+from treasurer.wire_audit import AuditPurgeOut
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -434,6 +435,16 @@ def webhook_deliveries(
 def retry_delivery(delivery_id: str) -> Call[WebhookDeliveryOut]:
     path = f"/v1/webhooks/deliveries/{_seg(delivery_id)}/retry"
     return Call("POST", path, _model(WebhookDeliveryOut))
+
+
+# -- audit retention ---------------------------------------------------------------------
+def purge_audit(before: datetime | None, dry_run: bool) -> Call[AuditPurgeOut]:
+    """A dry run is safe to retry; a purge is not retried (a lost answer: run it again, it
+    purges only what is still older than the cutoff)."""
+    body: dict[str, Any] = {"dry_run": dry_run}
+    if before is not None:
+        body["before"] = before.isoformat()
+    return Call("POST", "/v1/audit/purge", _model(AuditPurgeOut), body=body, idempotent=dry_run)
 
 
 # -- approvals and cancel ------------------------------------------------------------------

@@ -554,12 +554,30 @@ class SpendReport(BaseModel):
 
 
 class AuditEventOut(BaseModel):
+    """One audit event, with its place in the hash chain once it is sealed.
+
+    ``seq``, ``hash`` and ``prev_hash`` are what an export line carries for the same event, so
+    an auditor can match the two (and check the link); they are null until the sealer links
+    the event, about a second after it is written.
+    """
+
     id: int
     at: datetime
     kind: str
     actor: str
     subject: str
     payload: dict[str, Any]
+    seq: int | None = Field(
+        default=None, description="position in the hash chain; null until sealed"
+    )
+    hash: str | None = Field(
+        default=None,
+        description="SHA-256 of the event (lowercase hex, as in the export); null until sealed",
+    )
+    prev_hash: str | None = Field(
+        default=None,
+        description="hash of the event at seq - 1 (64 zeros for seq 1); null until sealed",
+    )
 
 
 class Health(BaseModel):

@@ -26,6 +26,9 @@ from tests.orgs import SHOP, cross_wallet_org
 
 import treasurer
 from treasurer.adapters.sql.audit_store import SqlAuditLog
+from treasurer.adapters.sql.migrations.v0011_audit_append_only import (
+    drop_guards as drop_guard_statements,
+)
 from treasurer.bootstrap import EmbeddedGovernance
 from treasurer.domain.audit_verify import VerifyReport, verify_export
 from treasurer.service.audit import AuditChainBroken, AuditTrail, seal_forever
@@ -92,6 +95,14 @@ def chain_rows(gov: EmbeddedGovernance) -> list[tuple[int, int | None, str | Non
 
 def sql(gov: EmbeddedGovernance, statement: str, params: dict[str, object]) -> int:
     return gov.sql.db.run(lambda tx: tx.execute(statement, params))
+
+
+def drop_guards(gov: EmbeddedGovernance) -> None:
+    """Drop the append-only triggers (migration 11), as an attacker with DDL rights could:
+    without them the database refuses the tampering below outright, and these tests are about
+    the chain naming tampering that got past the database."""
+    for statement in drop_guard_statements(gov.sql.dialect):
+        gov.sql.db.run(lambda tx, s=statement: tx.execute(s))
 
 
 def event_line_index(lines: list[str], seq: int) -> int:
@@ -274,6 +285,7 @@ def test_an_edited_row_in_the_database_is_named(
     assert row is not None
     payload = json.loads(row[2])
     payload["allowed"] = True
+    drop_guards(gov)  # an attacker with DDL rights: the triggers would refuse the UPDATE
     sql(
         gov,
         "UPDATE audit_events SET payload = :p WHERE id = :id",
@@ -294,6 +306,7 @@ def test_a_deleted_row_in_the_database_is_named(
 ) -> None:
     traffic(gov, clock, trail)
     seal_all(trail)
+    drop_guards(gov)  # an attacker with DDL rights: the triggers would refuse the DELETE
     sql(gov, "DELETE FROM audit_events WHERE seq = :seq", {"seq": 3})
     broken = trail.verify_live().report.first_broken
     assert broken is not None
@@ -307,6 +320,7 @@ def test_deleting_the_newest_events_is_caught_by_their_checkpoint(
     traffic(gov, clock, trail)
     checkpoint = trail.checkpoint()
     assert checkpoint is not None
+    drop_guards(gov)  # an attacker with DDL rights: the triggers would refuse the DELETE
     sql(gov, "DELETE FROM audit_events WHERE seq >= :seq", {"seq": checkpoint.seq - 1})
     report = trail.verify_live().report
     assert report.first_broken is None
@@ -324,6 +338,7 @@ def test_a_checkpoint_never_signs_a_chain_broken_since_the_last_one(
     assert first is not None
     gov.authorize(agent="agent_b", wallet="w3", amount="1", asset="USDC")
     seal_all(trail)
+    drop_guards(gov)  # an attacker with DDL rights: the triggers would refuse the UPDATE
     sql(
         gov,
         "UPDATE audit_events SET hash = :h WHERE seq = :seq",
@@ -340,6 +355,7 @@ def test_a_forged_checkpoint_in_the_database_is_detected(
     traffic(gov, clock, trail)
     checkpoint = trail.checkpoint()
     assert checkpoint is not None
+    drop_guards(gov)  # an attacker with DDL rights: the triggers would refuse the UPDATE
     sql(
         gov,
         "UPDATE audit_checkpoints SET signature = :sig WHERE seq = :seq",

@@ -1,4 +1,5 @@
-"""The audit trail over HTTP: ``GET /v1/audit`` filters and ``GET /v1/audit/verify``.
+"""The audit trail over HTTP: ``GET /v1/audit`` (filters, and each event's ``seq``, ``hash``
+and ``prev_hash`` as an export has them) and ``GET /v1/audit/verify``.
 
 The app is the production one (``build_app``) with the audit trail attached to its governance
 the way the composition root attaches it (``governance.audit``); a server built without one
@@ -7,6 +8,7 @@ keeps the unfiltered list and answers 501 for the rest.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from tests.fakes import FakeClock
 from tests.orgs import SHOP, cross_wallet_org
 
 from treasurer.adapters.sql.credential_store import SqlCredentialStore
+from treasurer.adapters.sql.migrations.v0011_audit_append_only import drop_guards
 from treasurer.adapters.sql.store import SqlStore
 from treasurer.bootstrap import build_app, open_governance
 from treasurer.interfaces.http import create_app
@@ -94,6 +97,11 @@ def test_verify_answers_on_the_live_chain(api: Api) -> None:
 
 def test_verify_names_the_first_event_edited_in_the_database(api: Api) -> None:
     """A broken chain is an answer (200, ok false), naming the event by seq and id."""
+    db = api.app.state.treasurer.governance.sql.db
+    # An attacker with DDL rights drops the append-only triggers (migration 11) first: with
+    # them in place the database refuses the UPDATE outright.
+    for statement in drop_guards(db.dialect):
+        db.run(lambda tx, s=statement: tx.execute(s))
     edited = api.app.state.treasurer.governance.sql.db.run(
         lambda tx: tx.execute("UPDATE audit_events SET actor = 'admin:mallory' WHERE seq = 4")
     )
@@ -129,6 +137,79 @@ def test_the_list_filters_by_what_events_concern(api: Api) -> None:
     )
 
 
+def _exported_events(trail: AuditTrail) -> dict[int, dict[str, Any]]:
+    """The event lines of a whole export, by event id."""
+    out = io.StringIO()
+    trail.export(out)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    return {line["id"]: line for line in lines if line["type"] == "event"}
+
+
+def _every_event(api: Api, query: str = "") -> list[dict[str, Any]]:
+    """Every listed event, following the cursor."""
+    items: list[dict[str, Any]] = []
+    after = "0"
+    while True:
+        page = api.get(f"/v1/audit?limit=50&after={after}{query}")
+        items += page["items"]
+        if page["next"] is None:
+            return items
+        after = page["next"]
+
+
+def test_listed_events_carry_their_place_in_the_chain_as_exported(api: Api) -> None:
+    """Sealed events list ``seq``, ``hash`` and ``prev_hash``, equal to the export's line of
+    the same event, so an auditor can match the API with the file; they link up."""
+    listed = _every_event(api)
+    assert len(listed) > 10
+    exported = _exported_events(api.trail)
+    assert sorted(exported) == sorted(e["id"] for e in listed)
+    for event in listed:
+        line = exported[event["id"]]
+        assert isinstance(event["seq"], int) and len(event["hash"]) == 64
+        assert (event["seq"], event["hash"], event["prev_hash"]) == (
+            line["seq"],
+            line["hash"],
+            line["prev_hash"],
+        )
+        assert (event["kind"], event["actor"], event["subject"]) == (
+            line["kind"],
+            line["actor"],
+            line["subject"],
+        )
+    by_seq = {e["seq"]: e for e in listed}
+    assert sorted(by_seq) == list(range(1, len(listed) + 1))
+    assert by_seq[1]["prev_hash"] == "0" * 64
+    for seq in range(2, len(listed) + 1):
+        assert by_seq[seq]["prev_hash"] == by_seq[seq - 1]["hash"]
+    # The filtered list answers from the same columns.
+    [denied] = api.get("/v1/audit?agent=agent_a&outcome=denied")["items"]
+    assert denied == next(e for e in listed if e["id"] == denied["id"])
+
+
+def test_an_event_lists_with_a_null_position_until_it_is_sealed(api: Api) -> None:
+    """The plain list does not seal: a fresh event is listed at once, with ``seq``, ``hash``
+    and ``prev_hash`` null; once sealed (a filtered list seals first) it carries them."""
+    last = _every_event(api)[-1]["id"]
+    session = api.client.post("/v1/agents/agent_b/sessions", json={"name": "t"}, headers=api.admin)
+    assert session.status_code == 201, session.text
+    fresh = api.get(f"/v1/audit?after={last}")["items"]
+    assert fresh, "creating a session is audited"
+    for event in fresh:
+        assert (event["seq"], event["hash"], event["prev_hash"]) == (None, None, None)
+    seal_all(api.trail)
+    sealed = api.get(f"/v1/audit?after={last}")["items"]
+    assert [e["id"] for e in sealed] == [e["id"] for e in fresh]
+    exported = _exported_events(api.trail)
+    for event in sealed:
+        line = exported[event["id"]]
+        assert (event["seq"], event["hash"], event["prev_hash"]) == (
+            line["seq"],
+            line["hash"],
+            line["prev_hash"],
+        )
+
+
 def test_the_list_refuses_bad_filters(api: Api) -> None:
     for query, status in (
         ("since=2026-01-01T00:00:00", 400),  # no time zone
@@ -150,7 +231,11 @@ def test_a_server_without_the_trail_keeps_the_plain_list(sqlite_url: str, clock:
     )
     admin = {"Authorization": f"Bearer {token}"}
     with TestClient(app) as client:
-        assert client.get("/v1/audit", headers=admin).status_code == 200
+        listed = client.get("/v1/audit", headers=admin)
+        assert listed.status_code == 200
+        assert listed.json()["items"], "creating the admin key is audited"
+        for event in listed.json()["items"]:  # the fields are there, null: nothing seals here
+            assert (event["seq"], event["hash"], event["prev_hash"]) == (None, None, None)
         assert client.get("/v1/audit?kind=x", headers=admin).status_code == 501
         assert client.get("/v1/audit/verify", headers=admin).status_code == 501
     store.close()

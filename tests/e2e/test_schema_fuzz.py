@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
@@ -41,6 +42,7 @@ from treasurer.adapters.chains.evm_local import LocalEvm
 from treasurer.adapters.vault import FileVault
 from treasurer.bootstrap import build_app, open_governance, open_payments
 from treasurer.interfaces.http import HttpSettings
+from treasurer.service.audit_signing import Ed25519Signer
 from treasurer.service.credentials import create_admin_key
 
 Headers = dict[str, str]
@@ -102,6 +104,7 @@ def _load_schema() -> Any:
 SCHEMA = _load_schema()
 #: One embedded chain for every fuzzed app (deploying its contracts takes a moment).
 _EVM = LocalEvm()
+_AUDIT_SIGNER = Ed25519Signer(Ed25519PrivateKey.generate())
 AGENT_SCHEMA = SCHEMA.include(
     lambda ctx: (
         ctx.operation.path.startswith(AGENT_PATHS)
@@ -150,9 +153,15 @@ def fuzz_api(tmp_path: Path) -> Iterator[FuzzApi]:
     url = f"sqlite:///{tmp_path / 'fuzz.db'}"
     # Payments are served too, over a vault with no keys: every payment is refused cleanly.
     vault = FileVault.open(tmp_path / "vault", "fuzz", scrypt_n=2**4)
-    payments = open_payments(open_governance(url, clock=clock), {"evm-local": _EVM.chain}, vault)
+    # The audit trail signs with a key, as on a node with a data directory (a purge needs it).
+    governance = open_governance(url, clock=clock, audit_signer=_AUDIT_SIGNER)
+    payments = open_payments(governance, {"evm-local": _EVM.chain}, vault)
     app = build_app(
-        url, clock, settings=HttpSettings(auth_max_failures=1_000_000), payments=payments
+        url,
+        clock,
+        settings=HttpSettings(auth_max_failures=1_000_000),
+        payments=payments,
+        governance=governance,
     )
     store = app.state.treasurer.credentials.store
     _root, root_token = create_admin_key(store, "root", "admin", now=clock.now())

@@ -185,6 +185,17 @@ class ExportHeader:
     since_us: int | None
     until_us: int | None
     exported_at_us: int
+    #: Set when the export starts right after a retention purge: the ``seq`` of the signed
+    #: anchor line that must come before the first event.
+    anchor_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExportAnchor:
+    """Where a purged chain starts: the signed checkpoint of the last purged event. The first
+    remaining event must link to its hash, and its signature must verify."""
+
+    checkpoint: Checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +207,7 @@ class ExportEnd:
     last_seq: int | None
 
 
-ExportRecord = ExportHeader | ChainEvent | Checkpoint | ExportEnd
+ExportRecord = ExportHeader | ExportAnchor | ChainEvent | Checkpoint | ExportEnd
 
 
 class LineError(ValueError):
@@ -204,18 +215,24 @@ class LineError(ValueError):
 
 
 def header_line(header: ExportHeader) -> str:
-    return _line(
-        {
-            "type": "header",
-            "format": EXPORT_FORMAT,
-            "version": EXPORT_VERSION,
-            "first_seq": header.first_seq,
-            "last_seq": header.last_seq,
-            "since_us": header.since_us,
-            "until_us": header.until_us,
-            "exported_at_us": header.exported_at_us,
-        }
-    )
+    fields: dict[str, object] = {
+        "type": "header",
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "first_seq": header.first_seq,
+        "last_seq": header.last_seq,
+        "since_us": header.since_us,
+        "until_us": header.until_us,
+        "exported_at_us": header.exported_at_us,
+    }
+    if header.anchor_seq is not None:  # only after a purge: other exports stay as they were
+        fields["anchor_seq"] = header.anchor_seq
+    return _line(fields)
+
+
+def anchor_line(anchor: ExportAnchor) -> str:
+    """The anchor: the checkpoint's fields under ``"type": "anchor"``."""
+    return _line(_checkpoint_fields(anchor.checkpoint) | {"type": "anchor"})
 
 
 def event_line(event: ChainEvent) -> str:
@@ -226,17 +243,19 @@ def event_line(event: ChainEvent) -> str:
 
 
 def checkpoint_line(checkpoint: Checkpoint) -> str:
-    return _line(
-        {
-            "type": "checkpoint",
-            "seq": checkpoint.seq,
-            "hash": checkpoint.hash,
-            "at_us": checkpoint.at_us,
-            "key_id": checkpoint.key_id,
-            "public_key": checkpoint.public_key,
-            "signature": checkpoint.signature,
-        }
-    )
+    return _line(_checkpoint_fields(checkpoint))
+
+
+def _checkpoint_fields(checkpoint: Checkpoint) -> dict[str, object]:
+    return {
+        "type": "checkpoint",
+        "seq": checkpoint.seq,
+        "hash": checkpoint.hash,
+        "at_us": checkpoint.at_us,
+        "key_id": checkpoint.key_id,
+        "public_key": checkpoint.public_key,
+        "signature": checkpoint.signature,
+    }
 
 
 def end_line(end: ExportEnd) -> str:
@@ -284,14 +303,9 @@ def parse_line(text: str) -> ExportRecord:
             hash=_hash(data, "hash"),
         )
     if kind == "checkpoint":
-        return Checkpoint(
-            seq=_int(data, "seq"),
-            hash=_hash(data, "hash"),
-            at_us=_int(data, "at_us"),
-            key_id=_str(data, "key_id"),
-            public_key=_hex(data, "public_key", 64),
-            signature=_hex(data, "signature", 128),
-        )
+        return _parse_checkpoint(data)
+    if kind == "anchor":
+        return ExportAnchor(_parse_checkpoint(data))
     if kind == "header":
         if data.get("format") != EXPORT_FORMAT or data.get("version") != EXPORT_VERSION:
             raise LineError(f"not a {EXPORT_FORMAT} version {EXPORT_VERSION} export")
@@ -301,6 +315,7 @@ def parse_line(text: str) -> ExportRecord:
             since_us=_opt_int(data, "since_us"),
             until_us=_opt_int(data, "until_us"),
             exported_at_us=_int(data, "exported_at_us"),
+            anchor_seq=_opt_int(data, "anchor_seq"),
         )
     if kind == "end":
         return ExportEnd(
@@ -309,6 +324,17 @@ def parse_line(text: str) -> ExportRecord:
             last_seq=_opt_int(data, "last_seq"),
         )
     raise LineError(f"unknown record type {kind!r}")
+
+
+def _parse_checkpoint(data: Mapping[str, object]) -> Checkpoint:
+    return Checkpoint(
+        seq=_int(data, "seq"),
+        hash=_hash(data, "hash"),
+        at_us=_int(data, "at_us"),
+        key_id=_str(data, "key_id"),
+        public_key=_hex(data, "public_key", 64),
+        signature=_hex(data, "signature", 128),
+    )
 
 
 def _field(data: Mapping[str, object], name: str) -> object:

@@ -9,7 +9,11 @@ The verifier checks, in order of the chain:
 - each event's ``prev_hash`` is the ``hash`` of the event before it (else the one before was
   altered and its hash recomputed, or this one was inserted or moved);
 - each checkpoint is signed by its key (and by the trusted key, when one is given) and
-  matches the hash of the event with its ``seq``.
+  matches the hash of the event with its ``seq``;
+- after a retention purge, the chain starts at a signed *anchor* (the checkpoint of the last
+  purged event): its signature must verify like any checkpoint's, and the first remaining
+  event must be the next ``seq`` and link to the anchored hash. An anchor that does not
+  verify breaks the chain (``bad_anchor``): without it, nothing says where the chain began.
 
 Anyone can recompute SHA-256, so an attacker who rewrites the whole chain after an event
 passes the first three checks; only a signed checkpoint, whose key the attacker lacks, catches
@@ -28,6 +32,7 @@ from treasurer.domain.audit_chain import (
     GENESIS_HASH,
     ChainEvent,
     Checkpoint,
+    ExportAnchor,
     ExportEnd,
     ExportHeader,
     LineError,
@@ -45,8 +50,8 @@ class Finding:
     """One problem: what (``problem``), where (``seq``, ``id``, ``line``), and in words.
 
     ``problem`` is one of ``altered``, ``removed``, ``inserted``, ``reordered``, ``unlinked``,
-    ``malformed``, ``truncated`` (events) or ``bad_signature``, ``untrusted_key``,
-    ``hash_mismatch``, ``misplaced`` (checkpoints).
+    ``malformed``, ``truncated``, ``bad_anchor`` (events) or ``bad_signature``,
+    ``untrusted_key``, ``hash_mismatch``, ``misplaced`` (checkpoints).
     """
 
     problem: str
@@ -71,6 +76,8 @@ class VerifyReport:
     checkpoint_problems: tuple[Finding, ...]
     checkpoint_problem_count: int
     key_ids: tuple[str, ...]
+    #: The ``seq`` of the purge anchor the chain starts after (None: no purge anchor).
+    anchor_seq: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -112,6 +119,10 @@ class ChainVerifier:
     verify_signature: VerifySignature
     trusted_key: str | None = None
     expect_first_seq: int | None = None
+    #: The anchor ``seq`` an export's header announces (an anchor line must then come first).
+    expect_anchor: int | None = None
+    _anchor_seq: int | None = None
+    _anchor_hash: str = GENESIS_HASH
     _count: int = 0
     _first_seq: int | None = None
     _next_seq: int = 1
@@ -139,6 +150,10 @@ class ChainVerifier:
 
     def _start(self, event: ChainEvent) -> None:
         self._first_seq = event.seq
+        if self._anchor_seq is not None:
+            self._next_seq, self._prev_hash = self._anchor_seq + 1, self._anchor_hash
+            return
+        self._note_missing_anchor()
         self._next_seq = self.expect_first_seq or event.seq
         # Event 1 links to the genesis hash; a slice that starts later is anchored at its
         # first event's prev_hash, which only an earlier export or a checkpoint can confirm.
@@ -183,7 +198,7 @@ class ChainVerifier:
                 line=line,
             )
         if event.prev_hash != self._prev_hash:
-            before = _name(prev) if prev is not None else "the genesis hash"
+            before = _name(prev) if prev is not None else self._origin()
             return Finding(
                 "unlinked",
                 f"{where} does not link to {before}: its prev_hash is not that hash (the "
@@ -216,6 +231,63 @@ class ChainVerifier:
             )
         self._broken = Finding("reordered", message, seq=event.seq, id=event.id, line=line)
         self._missing = None
+
+    def _origin(self) -> str:
+        if self._anchor_seq is not None:
+            return f"the purge anchor (the signed hash of purged event seq {self._anchor_seq})"
+        return "the genesis hash"
+
+    # -- the purge anchor -----------------------------------------------------------------------
+    def anchor(self, checkpoint: Checkpoint, line: int | None = None) -> None:
+        """The signed start of a purged chain; it must come before the first event."""
+        if self._first_seq is not None or self._anchor_seq is not None:
+            self._break(Finding("malformed", "an anchor after the chain began", line=line))
+            return
+        self._anchor_seq, self._anchor_hash = checkpoint.seq, checkpoint.hash
+        problem = self._signature_problem(checkpoint)
+        if problem is None and self.expect_anchor not in (None, checkpoint.seq):
+            problem = ("bad_anchor", f"the header announces the anchor at seq {self.expect_anchor}")
+        if problem is not None:
+            self._break(
+                Finding(
+                    "bad_anchor",
+                    f"the purge anchor does not hold, so nothing vouches for where the chain "
+                    f"starts: {problem[1]}",
+                    seq=checkpoint.seq,
+                    line=line,
+                )
+            )
+            return
+        self._keys.add(checkpoint.key_id)
+        if self._broken is None:
+            self._signed_through = checkpoint.seq
+
+    def anchor_missing(self, seq: int, chain_hash: str) -> None:
+        """A purge is recorded at ``seq`` but its signed checkpoint is gone."""
+        self._anchor_seq, self._anchor_hash = seq, chain_hash
+        self._break(
+            Finding(
+                "bad_anchor",
+                f"the chain was purged up to seq {seq}, but the checkpoint that anchors it is "
+                "missing",
+                seq=seq,
+            )
+        )
+
+    def _note_missing_anchor(self) -> None:
+        if self.expect_anchor is not None and self._anchor_seq is None:
+            self._break(
+                Finding(
+                    "bad_anchor",
+                    f"the header announces a purge anchor at seq {self.expect_anchor}, but no "
+                    "anchor line comes before the first event",
+                    seq=self.expect_anchor,
+                )
+            )
+
+    def _break(self, finding: Finding) -> None:
+        if self._broken is None:
+            self._broken = finding
 
     def malformed(self, line: int, reason: str) -> None:
         """A line that is not a record: the chain is broken there."""
@@ -269,6 +341,8 @@ class ChainVerifier:
     # -- verdict --------------------------------------------------------------------------------
     def finish(self, end: ExportEnd | None = None, *, require_end: bool = False) -> VerifyReport:
         """The report; ``end`` is the export's last line, compared with what was read."""
+        if self._first_seq is None:
+            self._note_missing_anchor()
         if self._broken is None:
             self._broken = self._end_problem(end, require_end)
         return VerifyReport(
@@ -283,6 +357,7 @@ class ChainVerifier:
             checkpoint_problems=tuple(self._problems),
             checkpoint_problem_count=self._problem_count,
             key_ids=tuple(sorted(self._keys)),
+            anchor_seq=self._anchor_seq,
         )
 
     def _end_problem(self, end: ExportEnd | None, require_end: bool) -> Finding | None:
@@ -322,7 +397,9 @@ def verify_export(
             if verifier is not None:
                 verifier.malformed(number, "a header after the first line")
                 continue
-            verifier = ChainVerifier(verify_signature, trusted_key, record.first_seq)
+            verifier = ChainVerifier(
+                verify_signature, trusted_key, record.first_seq, expect_anchor=record.anchor_seq
+            )
             continue
         verifier = verifier or _headless(number, verify_signature, trusted_key)
         if end is not None:
@@ -331,6 +408,8 @@ def verify_export(
             verifier.event(record, number)
         elif isinstance(record, Checkpoint):
             verifier.checkpoint(record, number)
+        elif isinstance(record, ExportAnchor):
+            verifier.anchor(record.checkpoint, number)
         else:
             end = record
     verifier = verifier or ChainVerifier(verify_signature, trusted_key)

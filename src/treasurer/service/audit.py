@@ -22,8 +22,10 @@ from typing import Protocol
 from treasurer.domain.audit_chain import (
     ChainEvent,
     Checkpoint,
+    ExportAnchor,
     ExportEnd,
     ExportHeader,
+    anchor_line,
     checkpoint_line,
     checkpoint_message,
     end_line,
@@ -160,6 +162,10 @@ class AuditTrail:
     def _verify_since(self, latest: Checkpoint | None, head_seq: int) -> None:
         """Refuse to sign a chain that is broken since the last checkpoint: a signature must
         never vouch for a rewrite that happened in the unsigned tail."""
+        anchor = self.log.anchor()
+        if anchor is not None and (latest is None or latest.seq <= anchor.purge.upto_seq):
+            self.verify_range(head_seq)  # nothing signed since the purge: from its anchor
+            return
         start = latest.seq if latest is not None else 1
         verifier = ChainVerifier(verify_ed25519, expect_first_seq=start)
         for item in self._walk((start, head_seq)):
@@ -167,13 +173,33 @@ class AuditTrail:
                 verifier.event(item)
             else:
                 verifier.checkpoint(item)
-        report = verifier.finish()
-        if not report.ok:
-            problem = report.first_broken or report.checkpoint_problems[0]
-            raise AuditChainBroken(
-                f"the audit chain is broken, so it was not signed: {problem.message}; "
-                "run GET /v1/audit/verify for the whole report"
-            )
+        _refuse_broken(verifier.finish())
+
+    def verify_range(self, last_seq: int, purpose: str = "signed") -> None:
+        """Verify the chain from its start (event 1, or the purge anchor) to ``last_seq``;
+        raise :class:`AuditChainBroken` when it does not hold (before signing over it, or
+        purging it: ``purpose`` says which, for the message)."""
+        verifier, first = self._start_verifier(None)
+        span = (first, last_seq) if last_seq >= first else None
+        for item in self._walk(span):
+            if isinstance(item, ChainEvent):
+                verifier.event(item)
+            else:
+                verifier.checkpoint(item)
+        _refuse_broken(verifier.finish(), purpose)
+
+    def _start_verifier(self, trusted_key: str | None) -> tuple[ChainVerifier, int]:
+        """A verifier primed with where the live chain starts, and that first ``seq``: event
+        1 from the genesis hash, or after a purge the event after its signed anchor."""
+        anchor = self.log.anchor()
+        if anchor is None:
+            return ChainVerifier(verify_ed25519, trusted_key, expect_first_seq=1), 1
+        verifier = ChainVerifier(verify_ed25519, trusted_key)
+        if anchor.checkpoint is None:
+            verifier.anchor_missing(anchor.purge.upto_seq, anchor.purge.upto_hash)
+        else:
+            verifier.anchor(anchor.checkpoint)
+        return verifier, anchor.purge.upto_seq + 1
 
     def tick(self, checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S) -> int:
         """One background step: seal, and sign a checkpoint when the last one is older than
@@ -210,11 +236,18 @@ class AuditTrail:
             self.checkpoint()
         span = self._span(since, until)
         first, last = span if span is not None else (None, None)
-        out.write(
-            header_line(
-                ExportHeader(first, last, _opt_micros(since), _opt_micros(until), self._now_us())
-            )
+        anchor = self._export_anchor(first, whole=since is None and until is None)
+        header = ExportHeader(
+            first,
+            last,
+            _opt_micros(since),
+            _opt_micros(until),
+            self._now_us(),
+            anchor.checkpoint.seq if anchor is not None else None,
         )
+        out.write(header_line(header))
+        if anchor is not None:
+            out.write(anchor_line(anchor))
         events = checkpoints = 0
         written_last: int | None = None
         for item in self._walk(span):
@@ -228,11 +261,13 @@ class AuditTrail:
         return ExportSummary(events, checkpoints, first, last)
 
     def verify_live(self, trusted_key: str | None = None) -> LiveVerification:
-        """Settle, then verify the database's whole chain from event 1, with its checkpoints."""
+        """Settle, then verify the database's whole chain, with its checkpoints: from event 1,
+        or, after a retention purge, from the purge's signed anchor."""
         self.settle()
         head = self.log.head()
-        verifier = ChainVerifier(verify_ed25519, trusted_key, expect_first_seq=1)
-        for item in self._walk((1, head.seq) if head is not None else None, tail=True):
+        verifier, first = self._start_verifier(trusted_key)
+        span = (first, head.seq) if head is not None and head.seq >= first else None
+        for item in self._walk(span, tail=True, tail_from=first - 1):
             if isinstance(item, ChainEvent):
                 verifier.event(item)
             else:
@@ -241,17 +276,29 @@ class AuditTrail:
 
     def _span(self, since: datetime | None, until: datetime | None) -> tuple[int, int] | None:
         if since is None and until is None:
-            head = self.log.head()
-            return (1, head.seq) if head is not None else None
+            head, anchor = self.log.head(), self.log.anchor()
+            first = anchor.purge.upto_seq + 1 if anchor is not None else 1
+            return (first, head.seq) if head is not None and head.seq >= first else None
         return self.log.seq_range(since, until)
 
+    def _export_anchor(self, first_seq: int | None, *, whole: bool) -> ExportAnchor | None:
+        """The purge anchor, when the export starts right after it (a whole export after a
+        purge always does), so that an offline verify starts the chain there."""
+        anchor = self.log.anchor()
+        if anchor is None or anchor.checkpoint is None:
+            return None
+        if (first_seq is None and whole) or first_seq == anchor.purge.upto_seq + 1:
+            return ExportAnchor(anchor.checkpoint)
+        return None
+
     def _walk(
-        self, span: tuple[int, int] | None, *, tail: bool = False
+        self, span: tuple[int, int] | None, *, tail: bool = False, tail_from: int = 0
     ) -> Iterator[ChainEvent | Checkpoint]:
         """Events of ``span`` in ``seq`` order, each checkpoint right after the event with its
         ``seq`` (before the next event when that one is missing). ``tail`` adds checkpoints
-        past the chain's end, so a checkpoint of deleted trailing events is still seen."""
-        last = 0
+        past the chain's end (and past ``tail_from``, the purge anchor), so a checkpoint of
+        deleted trailing events is still seen."""
+        last = tail_from
         if span is not None:
             first, last = span
             after = first - 1
@@ -286,6 +333,15 @@ def _merge(
     while upcoming is not None:
         yield upcoming
         upcoming = next(pending, None)
+
+
+def _refuse_broken(report: VerifyReport, purpose: str = "signed") -> None:
+    if not report.ok:
+        problem = report.first_broken or report.checkpoint_problems[0]
+        raise AuditChainBroken(
+            f"the audit chain is broken, so it was not {purpose}: {problem.message}; "
+            "run GET /v1/audit/verify for the whole report"
+        )
 
 
 def audit_of(owner: object) -> AuditTrail | None:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from treasurer.domain.audit_chain import ChainEvent, ChainHead, Checkpoint
+from treasurer.service.ports import AuditRecord
 
 #: Filters answered by an index over sealed events only (the sealer derives the last five).
 SEALED_FILTERS = ("kind", "actor", "subject", "agent", "department", "wallet", "chain", "outcome")
@@ -46,7 +47,11 @@ class AuditQuery:
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """One event of the list; ``seq`` and ``hash`` are None until it is sealed."""
+    """One event of the list; ``seq``, ``hash`` and ``prev_hash`` are None until it is sealed.
+
+    They are its place in the hash chain, carried so a listed event can be matched with the
+    same event in an export (and checked against the chain) without another query.
+    """
 
     id: int
     at: datetime
@@ -56,6 +61,43 @@ class AuditEntry:
     payload: object
     seq: int | None
     hash: str | None
+    prev_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeSpan:
+    """What a purge would delete: the events after the current anchor up to ``upto_seq``."""
+
+    first_seq: int
+    upto_seq: int
+    upto_hash: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeRecord:
+    """One purge, as ``audit_purges`` records it (``checkpoint_seq`` is ``upto_seq``: the
+    signed checkpoint there anchors the remaining chain)."""
+
+    id: str
+    at_us: int
+    actor: str
+    upto_seq: int
+    upto_hash: str
+    count: int
+    cutoff_us: int
+
+    @property
+    def checkpoint_seq(self) -> int:
+        return self.upto_seq
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeAnchor:
+    """The latest purge and its signed checkpoint (None if that row is gone: tampering)."""
+
+    purge: PurgeRecord
+    checkpoint: Checkpoint | None
 
 
 class AuditLog(Protocol):
@@ -106,6 +148,24 @@ class AuditLog(Protocol):
         """Events matching ``query`` with ``id > after_id``, in id order, at most ``limit``
         (an indexed query). Filters of :meth:`AuditQuery.sealed_filters` see sealed events
         only."""
+        ...
+
+    # -- retention --------------------------------------------------------------------------
+    def anchor(self) -> PurgeAnchor | None:
+        """Where the chain starts after the latest purge (None: nothing was ever purged)."""
+        ...
+
+    def purge_span(self, cutoff_us: int) -> PurgeSpan | None:
+        """The longest prefix of the remaining chain whose events all happened before
+        ``cutoff_us`` (None: none)."""
+        ...
+
+    def purge(self, purge: PurgeRecord, checkpoint: Checkpoint, event: AuditRecord) -> Checkpoint:
+        """In one transaction: store ``checkpoint`` (kept if one exists at its seq, which
+        must then match), record ``purge``, write ``event`` (``audit.purged``), delete the
+        checkpoints below ``purge.upto_seq`` and the events up to it. Returns the anchor
+        checkpoint. Raises :class:`~treasurer.domain.errors.Conflict` (``audit_purge_conflict``)
+        when another purge got there first or the event at ``upto_seq`` changed."""
         ...
 
 

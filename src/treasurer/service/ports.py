@@ -235,7 +235,11 @@ class Store(Protocol):
         filters: dict[str, str],
     ) -> list[SpendRow]: ...
 
-    def audit_events(self, limit: int, after_id: int = 0) -> list[dict[str, object]]: ...
+    def audit_events(self, limit: int, after_id: int = 0) -> list[dict[str, object]]:
+        """Events with ``id > after_id`` in id order: ``id``, ``at``, ``kind``, ``actor``,
+        ``subject``, ``payload`` and the chain position ``seq``, ``hash``, ``prev_hash``
+        (None until the event is sealed)."""
+        ...
 
 
 class PaymentStore(Protocol):

@@ -22,17 +22,25 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
+from treasurer.adapters.sql import audit_purge_store as purges
 from treasurer.adapters.sql.codec import from_us_required, to_us
 from treasurer.adapters.sql.db import MAX_TX_ATTEMPTS, Database, Row, Tx, is_retryable
 from treasurer.domain.audit_chain import ChainEvent, ChainHead, Checkpoint, EventContent, link
 from treasurer.domain.errors import StoreUnavailable
 from treasurer.service.audit_index import IndexTerms, Owner, derive, references
-from treasurer.service.audit_ports import AuditEntry, AuditQuery
+from treasurer.service.audit_ports import (
+    AuditEntry,
+    AuditQuery,
+    PurgeAnchor,
+    PurgeRecord,
+    PurgeSpan,
+)
+from treasurer.service.ports import AuditRecord
 
 T = TypeVar("T")
 
 #: ``pg_advisory_xact_lock`` key of the sealer (the migration runner uses 7_420_001).
-SEAL_LOCK_ID = 7_420_002
+SEAL_LOCK_ID = purges.SEAL_LOCK_ID
 #: Rows older than every open transaction, or (restored from another cluster) newer than any
 #: transaction id this cluster has handed out, which no open transaction can precede.
 _SEALABLE = {
@@ -221,7 +229,8 @@ class SqlAuditLog:
             params[f"f_{name}"] = value
         rows = self._run(
             lambda tx: tx.all(
-                "SELECT id, at_us, kind, actor, subject, payload, seq, hash FROM audit_events "
+                "SELECT id, at_us, kind, actor, subject, payload, seq, hash, prev_hash "
+                "FROM audit_events "
                 f"WHERE {' AND '.join(where)} ORDER BY id LIMIT :limit",
                 params,
             )
@@ -236,16 +245,34 @@ class SqlAuditLog:
                 payload=_payload(r[5]),
                 seq=None if r[6] is None else int(r[6]),
                 hash=r[7],
+                prev_hash=r[8],
             )
             for r in rows
         ]
 
+    # -- retention ------------------------------------------------------------------------------
+    def anchor(self) -> PurgeAnchor | None:
+        return self._run(purges.anchor)
+
+    def purge_span(self, cutoff_us: int) -> PurgeSpan | None:
+        return self._run(lambda tx: purges.purge_span(tx, cutoff_us))
+
+    def purge(self, purge: PurgeRecord, checkpoint: Checkpoint, event: AuditRecord) -> Checkpoint:
+        return self._run(
+            lambda tx: purges.purge(tx, self.dialect, purge, checkpoint, event), write=True
+        )
+
 
 def _head(tx: Tx) -> ChainHead | None:
+    """The last sealed event; when a purge deleted every sealed event, the purge's anchor
+    (the next event must link to it, not start a new chain at seq 1)."""
     row = tx.one(
         "SELECT seq, hash FROM audit_events WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
     )
-    return ChainHead(int(row[0]), row[1] or "") if row is not None else None
+    if row is not None:
+        return ChainHead(int(row[0]), row[1] or "")
+    purged = purges.latest_purge(tx)
+    return ChainHead(purged.upto_seq, purged.upto_hash) if purged is not None else None
 
 
 def _payload(text: str) -> object:

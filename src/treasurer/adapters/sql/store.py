@@ -416,10 +416,11 @@ class SqlStore:
         ]
 
     def audit_events(self, limit: int, after_id: int = 0) -> list[dict[str, object]]:
+        """Events in id order, with their chain position (None until sealed)."""
         rows = self._run(
             lambda tx: tx.all(
-                "SELECT id, at_us, kind, actor, subject, payload FROM audit_events "
-                "WHERE id > :after ORDER BY id LIMIT :limit",
+                "SELECT id, at_us, kind, actor, subject, payload, seq, hash, prev_hash "
+                "FROM audit_events WHERE id > :after ORDER BY id LIMIT :limit",
                 {"after": after_id, "limit": limit},
             ),
             write=False,
@@ -432,6 +433,9 @@ class SqlStore:
                 "actor": r[3],
                 "subject": r[4],
                 "payload": loads(r[5]),
+                "seq": None if r[6] is None else int(r[6]),
+                "hash": r[7],
+                "prev_hash": r[8],
             }
             for r in rows
         ]

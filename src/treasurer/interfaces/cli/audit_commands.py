@@ -1,4 +1,5 @@
-"""``audit export`` and ``audit verify``: the tamper-evident audit trail on the command line.
+"""``audit export`` and ``audit verify``: the tamper-evident audit trail on the command line
+(``audit purge``, the retention job, is in :mod:`.audit_purge_command`).
 
 ``export`` reads the local database (the data directory's, or ``TREASURER_DATABASE_URL``):
 it seals what is waiting, signs the head when the deployment has a signing key, and writes
@@ -23,6 +24,7 @@ from rich.markup import escape
 from treasurer.domain.audit_verify import Finding, VerifyReport, verify_export
 from treasurer.domain.errors import InvalidRequest, TreasurerError
 from treasurer.interfaces.cli import output
+from treasurer.interfaces.cli.audit_purge_command import register_purge
 from treasurer.interfaces.cli.remote import JsonOpt, Target, run
 from treasurer.interfaces.cli.wiring import Wiring
 from treasurer.interfaces.csv_text import AuditCsv
@@ -42,9 +44,10 @@ SHOWN_PROBLEMS = 10
 def register(cli: typer.Typer, wiring: Wiring) -> None:
     """Add the ``audit`` group to ``cli``."""
     audit = typer.Typer(
-        help="The tamper-evident audit trail: export, verify.", no_args_is_help=True
+        help="The tamper-evident audit trail: export, verify, purge.", no_args_is_help=True
     )
     cli.add_typer(audit, name="audit")
+    register_purge(audit, wiring, _time)
 
     @audit.command("export")
     def export(
@@ -209,7 +212,13 @@ def _trusted_key(given: str) -> str:
 def _print_report(report: VerifyReport, file: Path, *, pinned: bool) -> None:
     say = output.console.print
     span = f"seq {report.first_seq}..{report.last_seq}" if report.first_seq is not None else "none"
-    origin = "from genesis" if report.from_genesis else f"anchored before seq {report.first_seq}"
+    origin = (
+        "from genesis"
+        if report.from_genesis
+        else f"from the signed purge anchor at seq {report.anchor_seq}"
+        if report.anchor_seq is not None
+        else f"anchored before seq {report.first_seq}"
+    )
     name, events = escape(str(file)), _count(report.events, "event")
     if report.ok:
         say(f"[bold green]intact[/] {name}: {events} ({span}, {origin}).")

@@ -61,6 +61,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "wallet_not_custodial": 400,  # an external wallet: authorize and capture instead
     "unknown_asset": 400,
     "key_not_in_vault": 409,  # a local wallet's address must be a key the vault holds
+    # The audit trail (treasurer.service.audit, audit_purge).
+    "audit_signing_key_missing": 503,  # the server was started without its audit key
+    "audit_chain_broken": 409,  # it will not sign (or purge) a chain that does not verify
 }
 STATUS_BY_CLASS: dict[type[TreasurerError], int] = {
     InvalidRequest: 400,  # also every amount_* code, policy_invalid, org_file_invalid

@@ -141,6 +141,8 @@ def audit(
     ``subject`` match exactly; ``agent``, ``department``, ``wallet``, ``chain`` and
     ``outcome`` are what each event concerns, resolved when the event is sealed into the hash
     chain (this call seals first, so only events of still-open transactions can be missing).
+    Each event carries ``seq``, ``hash`` and ``prev_hash`` as in an export line; they are null
+    until it is sealed (the unfiltered list does not seal first).
     """
     require_org_wide(who, "the audit log")
     after = _event_cursor(pages.after)
@@ -186,6 +188,9 @@ def _event_out(entry: AuditEntry) -> AuditEventOut:
         actor=entry.actor,
         subject=entry.subject,
         payload=payload,
+        seq=entry.seq,
+        hash=entry.hash,
+        prev_hash=entry.prev_hash,
     )
 
 
