@@ -1,6 +1,7 @@
 """The FastAPI application: ``create_app(governance, credentials, payments=...)``.
 
-Layers, outside in: authentication (401/429 before anything else), the body limit (413),
+Layers, outside in: the decision lane (well-formed ``POST /v1/authorizations`` only; see
+there), authentication (401/429 before anything else), the body limit (413),
 FastAPI's routing with the problem+json handlers, then the routes, one module per noun. Routes
 are synchronous functions on purpose: the store is synchronous, and FastAPI runs them in its
 thread pool, off the event loop.
@@ -32,6 +33,7 @@ from treasurer.interfaces.http import (
     routes_wallets,
     routes_webhooks,
 )
+from treasurer.interfaces.http.decision_lane import DecisionLane
 from treasurer.interfaces.http.deps import HttpContext
 from treasurer.interfaces.http.middleware import Authenticate, BodyLimit
 from treasurer.interfaces.http.problems import install
@@ -77,6 +79,9 @@ class HttpSettings:
     #: Check credentials on the event loop instead of a worker thread; right when the store
     #: answers in microseconds (embedded SQLite), wrong when it is a network hop away.
     inline_auth: bool = False
+    #: Answer well-formed authorizations in the decision lane (see ``decision_lane``); off
+    #: only to compare it with the routed app.
+    decision_lane: bool = True
     title: str = "Treasurer"
 
 
@@ -126,6 +131,13 @@ def create_app(
         public_paths=PUBLIC_PATHS | CALLBACK_PATHS,
         inline=settings.inline_auth,
     )
+    if settings.decision_lane:
+        app.add_middleware(
+            DecisionLane,
+            context=app.state.treasurer,
+            authenticate=authenticator.authenticate,
+            max_body_bytes=settings.max_body_bytes,
+        )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

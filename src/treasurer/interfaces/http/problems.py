@@ -174,9 +174,14 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
-async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+def internal_problem(method: str, path: str, exc: Exception) -> JSONResponse:
+    """Log an unexpected exception in full; answer 500 ``internal_error`` without its text."""
+    log.exception("unhandled error on %s %s", method, path, exc_info=exc)
     return problem(500, "internal_error", "an internal error occurred; it has been logged")
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    return internal_problem(request.method, request.url.path, exc)
 
 
 def install(app: FastAPI) -> None:

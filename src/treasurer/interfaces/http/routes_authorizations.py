@@ -32,13 +32,17 @@ from treasurer.service.requests import SpendInput
 from treasurer.wire import AuthorizationOut, CaptureBody, DecisionOut, SpendBody, VoidBody
 
 router = APIRouter(prefix="/v1/authorizations", tags=["authorizations"], responses=COMMON)
+IDEMPOTENCY_KEY_MAX = 200
 IdempotencyKey = Annotated[
     str | None,
-    Header(max_length=200, description="a retry with the same key returns the first result"),
+    Header(
+        max_length=IDEMPOTENCY_KEY_MAX,
+        description="a retry with the same key returns the first result",
+    ),
 ]
 
 
-def _agent_of(ctx: HttpContext, who: Principal, body: SpendBody) -> str:
+def agent_of(ctx: HttpContext, who: Principal, body: SpendBody) -> str:
     """The acting agent: the session's own; for an admin key (dry run only), the body's."""
     config = ctx.config
     if who.kind is PrincipalKind.AGENT:
@@ -55,7 +59,8 @@ def _agent_of(ctx: HttpContext, who: Principal, body: SpendBody) -> str:
     return agent
 
 
-def _spend(body: SpendBody, agent: str) -> SpendInput:
+def spend_input(body: SpendBody, agent: str) -> SpendInput:
+    """The use case's input for ``body``, spent by ``agent``."""
     typed = body.typed_data
     return SpendInput(
         agent=agent,
@@ -90,20 +95,33 @@ def authorize(
     idempotency_key: IdempotencyKey = None,
 ) -> AuthorizationOut:
     """Decide and, if allowed, reserve the spend on every covering budget at once."""
-    agent = _agent_of(ctx, who, body)
-    result = ctx.governance.authorize_spend(
-        _spend(body, agent), idempotency_key=idempotency_key, actor=who.actor
-    )
-    if result.replayed:
+    out, replayed = authorize_out(ctx, who, body, idempotency_key)
+    if replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return authorization_out(result.authorization, result.decision, replayed=result.replayed)
+    return out
+
+
+def authorize_out(
+    ctx: HttpContext, who: Principal, body: SpendBody, idempotency_key: str | None
+) -> tuple[AuthorizationOut, bool]:
+    """The authorization ``who`` gets for ``body``, and whether it is an idempotent replay.
+
+    The one implementation behind this route and the decision lane
+    (:mod:`treasurer.interfaces.http.decision_lane`), so both answer alike.
+    """
+    agent = agent_of(ctx, who, body)
+    result = ctx.governance.authorize_spend(
+        spend_input(body, agent), idempotency_key=idempotency_key, actor=who.actor
+    )
+    out = authorization_out(result.authorization, result.decision, replayed=result.replayed)
+    return out, result.replayed
 
 
 @router.post("/check", responses=responses(400, 404))
 def check(body: SpendBody, ctx: Ctx, who: AgentOrReporter) -> DecisionOut:
     """Dry run: the full decision and remaining budgets; nothing is reserved or recorded."""
-    agent = _agent_of(ctx, who, body)
-    return decision_out(ctx.governance.check_spend(_spend(body, agent)))
+    agent = agent_of(ctx, who, body)
+    return decision_out(ctx.governance.check_spend(spend_input(body, agent)))
 
 
 def _visible(ctx: HttpContext, who: Principal, authorization_id: str) -> Authorization:
