@@ -50,6 +50,7 @@ class DecisionLane:
         context: HttpContext,
         authenticate: Callable[[str | None, str], Principal],
         max_body_bytes: int,
+        threads: int = 8,
         source: Callable[[Scope], str] = client_source,
     ) -> None:
         self.app = app
@@ -57,6 +58,10 @@ class DecisionLane:
         self._authenticate = authenticate
         self._max = max_body_bytes
         self._source = source
+        # Decisions wait on the database most of the time, but each also needs the GIL for
+        # about two milliseconds: past a few threads, more of them add lock hand-offs, not
+        # throughput. Requests beyond ``threads`` wait their turn on the event loop.
+        self._threads = anyio.CapacityLimiter(threads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH:
@@ -77,7 +82,12 @@ class DecisionLane:
             await self.app(scope, replay(body, receive, more=more), send)
             return
         response = await anyio.to_thread.run_sync(
-            self._decide, headers.get("authorization"), self._source(scope), spend, keys
+            self._decide,
+            headers.get("authorization"),
+            self._source(scope),
+            spend,
+            keys,
+            limiter=self._threads,
         )
         await response(scope, receive, send)
 
