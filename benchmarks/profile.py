@@ -53,6 +53,7 @@ RULES: list[Rule] = [
     ),
     ("request thread: FastAPI dependencies, body validation", _has("_run_sync_endpoint")),
     ("thread hand-off (anyio worker threads)", _has("to_thread", "worker_thread", "queue.py")),
+    ("decision lane: reading the request, writing the answer", _has("decision_lane.py")),
     ("ASGI stack (Starlette/FastAPI routing, middleware)", _has("starlette", "fastapi")),
     ("HTTP server (uvicorn event loop, parsing)", lambda s: True),
 ]

@@ -9,9 +9,10 @@ including paths that do not exist.
 The body limit buffers at most ``max_bytes`` and answers 413 ``body_too_large`` beyond that,
 whether or not a ``Content-Length`` was sent.
 
-A decision request (``POST /v1/authorizations`` and its dry run) runs inside the config
-cache's :func:`~treasurer.service.config_cache.request_scope`, so the config version is read
-from the database once per request instead of at each look at the config (see there).
+A decision request (``POST /v1/authorizations`` when the decision lane passes it on, and the
+dry run) runs inside the config cache's
+:func:`~treasurer.service.config_cache.request_scope`, so the config version is read from the
+database once per request instead of at each look at the config (see there).
 """
 
 from __future__ import annotations
