@@ -34,6 +34,7 @@ from treasurer.settings import ChainSpec
 
 if TYPE_CHECKING:
     from treasurer.adapters.chains.evm_local import LocalEvm
+    from treasurer.adapters.chains.evm_nonces import NonceLedger
     from treasurer.adapters.chains.solana import SolanaLocal
 
 log = logging.getLogger("treasurer.chains")
@@ -66,8 +67,12 @@ class NodeChains:
         return [name for name, chain in found if chain is not None]
 
 
-def build_chains(specs: Sequence[ChainSpec]) -> NodeChains:
-    """Build the chain adapters of ``specs`` (no network calls: RPC ids are checked on use)."""
+def build_chains(specs: Sequence[ChainSpec], nonce_ledger: NonceLedger | None = None) -> NodeChains:
+    """Build the chain adapters of ``specs`` (no network calls: RPC ids are checked on use).
+
+    ``nonce_ledger``: where RPC chains take their nonces when several nodes send from the same
+    wallets (PostgreSQL deployments); embedded chains live in one process and need none.
+    """
     node = NodeChains()
     for spec in specs:
         if spec.name == "evm-local":
@@ -85,7 +90,7 @@ def build_chains(specs: Sequence[ChainSpec]) -> NodeChains:
 
             assert spec.rpc_url is not None and spec.chain_id is not None  # parse_chains did
             node.chains[spec.name] = EvmChain.over_rpc(
-                spec.name, spec.rpc_url, chain_id=spec.chain_id
+                spec.name, spec.rpc_url, chain_id=spec.chain_id, nonce_ledger=nonce_ledger
             )
     return node
 

@@ -47,6 +47,8 @@ from treasurer.settings import CHAINS_ENV, Settings, SettingsInvalid
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from treasurer.adapters.chains.evm_nonces import NonceLedger
+
 log = logging.getLogger("treasurer.serve")
 #: How long shutdown waits for a background loop to finish its current tick.
 STOP_TIMEOUT_S: Final = 10.0
@@ -69,6 +71,20 @@ class Custodial:
         self.vault.close()
 
 
+def nonce_ledger(governance: EmbeddedGovernance) -> NonceLedger | None:
+    """The nonces nodes share on PostgreSQL, where several may send from one wallet; None on
+    SQLite, whose one node counts nonces in memory."""
+    if governance.sql.dialect != "postgresql":
+        return None
+    # psycopg is imported only by PostgreSQL deployments.
+    from treasurer.adapters.sql.nonce_ledger import SqlNonceLedger  # noqa: PLC0415
+    from treasurer.adapters.sql.pg_db import PostgresDatabase  # noqa: PLC0415
+
+    db = governance.sql.db
+    assert isinstance(db, PostgresDatabase)
+    return SqlNonceLedger(db)
+
+
 def open_custodial(
     settings: Settings, governance: EmbeddedGovernance, *, fund: bool
 ) -> tuple[Custodial | None, list[str]]:
@@ -88,7 +104,7 @@ def open_custodial(
         ]
     vault = open_vault(settings)
     try:
-        chains = build_chains(settings.chains)
+        chains = build_chains(settings.chains, nonce_ledger(governance))
         payments = open_payments(governance, chains.chains, vault)
         keys = len(vault.addresses())
         lines = [

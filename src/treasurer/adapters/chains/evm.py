@@ -42,7 +42,7 @@ from treasurer.adapters.chains.evm_errors import (
     reason_of,
 )
 from treasurer.adapters.chains.evm_history import outgoing as scan_outgoing
-from treasurer.adapters.chains.evm_nonces import NonceAllocator
+from treasurer.adapters.chains.evm_nonces import NonceAllocator, NonceLedger
 from treasurer.adapters.chains.evm_receipts import SentLog, receipt_of
 from treasurer.adapters.chains.evm_tx import (
     EvmCall,
@@ -115,6 +115,7 @@ class EvmChain:
         confirmations: int = 1,
         node_errors: tuple[type[BaseException], ...] = (),
         nonces: NonceAllocator | None = None,
+        nonce_ledger: NonceLedger | None = None,
         fee_cache_s: float = FEE_MARKET_CACHE_S,
     ) -> None:
         if confirmations < 1:
@@ -127,7 +128,9 @@ class EvmChain:
         self._fees = fees or FeeSettings()
         self._confirmations = confirmations
         self._node_errors = NODE_ERRORS + node_errors
-        self._nonces = nonces or NonceAllocator(self._pending_count)
+        self._nonces = nonces or NonceAllocator(
+            self._pending_count, ledger=nonce_ledger, network=network
+        )
         self._sent = SentLog()
         self._fee_cache_s = fee_cache_s
         self._fee_lock = threading.Lock()
@@ -144,10 +147,12 @@ class EvmChain:
         retries: int = 2,
         fees: FeeSettings | None = None,
         confirmations: int = 1,
+        nonce_ledger: NonceLedger | None = None,
     ) -> EvmChain:
         """A chain behind a JSON-RPC URL; each request times out after ``timeout_s`` and
         transport failures are retried ``retries`` times (re-sending a signed transaction is
-        safe: the node recognises the same bytes)."""
+        safe: the node recognises the same bytes). ``nonce_ledger``: the nonces every node of
+        the deployment shares (see :mod:`~treasurer.adapters.chains.evm_nonces`)."""
         retry = ExceptionRetryConfiguration(
             errors=(requests.ConnectionError, requests.HTTPError, requests.Timeout),
             retries=retries + 1,
@@ -169,6 +174,7 @@ class EvmChain:
             chain_id=chain_id,
             fees=fees,
             confirmations=confirmations,
+            nonce_ledger=nonce_ledger,
         )
 
     @property

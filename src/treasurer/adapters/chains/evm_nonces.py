@@ -15,15 +15,22 @@ parallel; sends from one address are serial, which costs only the time of signin
 
 One allocator serves one chain (an :class:`~treasurer.adapters.chains.evm.EvmChain`); keys are
 addresses, compared case-insensitively.
+
+**Several nodes** sending from one address need more than a process lock: each would count on
+its own and two would sign the same nonce. With a :class:`NonceLedger` (the deployment's
+database, ``adapters/sql/nonce_ledger.py``) the rule becomes *a nonce is taken and broadcast
+under the address's row lock*: the ledger holds the next nonce every node agrees on, locked
+from allocation to broadcast; unknown (``None``) after a send whose outcome is unclear, so the
+next sender, on whichever node, re-reads the chain.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 from treasurer.adapters.chains.evm_errors import ChainUnavailable
 
@@ -39,6 +46,22 @@ class NonceSlot:
 
     def commit(self) -> None:
         self.committed = True
+
+
+@dataclass
+class SharedNonce:
+    """An address's next nonce as the ledger holds it; ``next`` is what the holder leaves."""
+
+    next: int | None
+
+
+class NonceLedger(Protocol):
+    """Next nonces shared by every node of a deployment, one locked entry per address."""
+
+    def hold(self, network: str, address: str) -> AbstractContextManager[SharedNonce]:
+        """Lock ``address``'s entry for the ``with`` body (waiting for other holders) and
+        store the ``next`` the body leaves, also when the body raises."""
+        ...
 
 
 @dataclass
@@ -59,9 +82,13 @@ class NonceAllocator:
         pending_count: Callable[[str], int],
         *,
         lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+        ledger: NonceLedger | None = None,
+        network: str = "",
     ) -> None:
         self._pending_count = pending_count
         self._lock_timeout_s = lock_timeout_s
+        self._ledger = ledger
+        self._network = network
         self._accounts: dict[str, _Account] = {}
         self._accounts_lock = threading.Lock()
 
@@ -86,12 +113,21 @@ class NonceAllocator:
                 f"sends from {address} are queued for more than {self._lock_timeout_s:g}s"
             )
         try:
-            if account.next_nonce is None:
-                account.next_nonce = self._pending_count(address)
-            slot = NonceSlot(account.next_nonce)
-            try:
-                yield slot
-            finally:
-                account.next_nonce = slot.nonce + 1 if slot.committed else None
+            if self._ledger is None:
+                if account.next_nonce is None:
+                    account.next_nonce = self._pending_count(address)
+                slot = NonceSlot(account.next_nonce)
+                try:
+                    yield slot
+                finally:
+                    account.next_nonce = slot.nonce + 1 if slot.committed else None
+            else:
+                with self._ledger.hold(self._network, address.lower()) as shared:
+                    start = self._pending_count(address) if shared.next is None else shared.next
+                    slot = NonceSlot(start)
+                    try:
+                        yield slot
+                    finally:
+                        shared.next = slot.nonce + 1 if slot.committed else None
         finally:
             account.lock.release()

@@ -4,7 +4,8 @@ explicit READ COMMITTED transactions for work of several statements."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -102,6 +103,17 @@ class PostgresDatabase:
         except psycopg.OperationalError as exc:
             if is_retryable(exc):  # deadlock or serialization failure: the caller retries
                 raise
+            raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """One transaction around the ``with`` body, for work that must hold its row locks
+        while something outside the database happens (a nonce across a broadcast). The body
+        runs once: unlike :meth:`run`'s work, it is not retried."""
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield _PgTx(conn)
+        except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
 
     def is_unique_violation(self, exc: BaseException) -> bool:
