@@ -90,6 +90,7 @@ def test_verify_answers_on_the_live_chain(api: Api) -> None:
     assert verdict["ok"] is True, verdict
     assert verdict["first_broken"] is None
     assert verdict["events"] == verdict["last_seq"] > 10
+    assert (verdict["first_seq"], verdict["anchor_seq"]) == (1, None)
     assert verdict["unsealed_events"] == 0
     assert verdict["signed_through"] == verdict["last_seq"]
     assert verdict["key_ids"] == [SIGNER.key_id]

@@ -183,6 +183,8 @@ def test_http_purge_then_verify(api: Api) -> None:
     ).json()
     assert verdict["ok"] is True, verdict
     assert verdict["last_seq"] > done["upto_seq"]
+    assert verdict["anchor_seq"] == done["upto_seq"]
+    assert verdict["first_seq"] == done["upto_seq"] + 1
     assert verdict["signed_through"] is not None
     purged = api.client.get("/v1/audit?kind=audit.purged", headers=api.admin).json()["items"]
     assert [e["payload"]["upto_seq"] for e in purged] == [done["upto_seq"]]

@@ -1,7 +1,8 @@
 """The EVM adapter over real JSON-RPC: anvil (from npm), the demo token, fees, nonces.
 
-One anvil serves the module; every test uses its own dev key or fresh addresses, so tests do not
-depend on each other's balances or nonces.
+One anvil serves the module (``held``, a second one that mines only when told, keeps a
+transaction pending for the test that needs one); every test uses its own dev key or fresh
+addresses, so tests do not depend on each other's balances or nonces.
 """
 
 from __future__ import annotations
@@ -38,10 +39,21 @@ def w3(node: AnvilNode) -> Web3:
     return Web3(HTTPProvider(node.url, request_kwargs={"timeout": 5}))
 
 
+@pytest.fixture(scope="module")
+def held() -> Iterator[AnvilNode]:
+    """An anvil that mines only when told (``--no-mining``): a transaction stays pending."""
+    with running_anvil(automine=False) as running:
+        yield running
+
+
+def _adapter(node: AnvilNode) -> EvmChain:
+    return EvmChain.over_rpc("anvil", node.url, chain_id=node.chain_id, timeout_s=5)
+
+
 @pytest.fixture
 def chain(node: AnvilNode) -> EvmChain:
     """The adapter under test, as production builds it: over RPC with timeouts."""
-    return EvmChain.over_rpc("anvil", node.url, chain_id=node.chain_id, timeout_s=5)
+    return _adapter(node)
 
 
 def _transact(w3: Web3, key: str, transaction: dict[str, object]) -> dict[str, object]:
@@ -163,6 +175,33 @@ def test_concurrent_sends_from_one_address_get_distinct_nonces_and_survive_resta
     assert nonces == list(range(start, start + CONCURRENT_SENDS))
     assert w3.eth.get_transaction(HexStr(after_restart))["nonce"] == start + CONCURRENT_SENDS
     assert settle(restarted, after_restart).status is ReceiptStatus.CONFIRMED
+
+
+def test_a_nonce_another_writer_holds_in_the_mempool_is_retried(held: AnvilNode) -> None:
+    """Two nodes send from one address, each counting nonces on its own: this node's count is
+    stale and lands on a nonce the other node's transaction still holds in the mempool. The
+    node refuses ours as "replacement transaction underpriced" (the same fee does not outbid
+    it), which is the same conflict as a nonce already mined: one retry with a fresh nonce,
+    and all three transactions confirm, on consecutive nonces."""
+    w3 = held.web3()
+    payer = held.signer(5)
+    ours, theirs = _adapter(held), _adapter(held)
+    start = w3.eth.get_transaction_count(Web3.to_checksum_address(payer.address), "pending")
+    moves = [Transfer(payer.address, KeySigner.create().address, 1) for _ in range(3)]
+    fee = ours.quote_fee(moves[0])
+
+    first = ours.send(moves[0], payer, fee)  # ours now counts start + 1 as its next nonce
+    taken = theirs.send(moves[1], payer, fee)  # theirs reads the node: start + 1, left pending
+    retried = ours.send(moves[2], payer, fee)  # start + 1 is taken: refused, then start + 2
+    held.mine()
+
+    sent = [first, taken, retried]
+    assert [w3.eth.get_transaction(HexStr(tx))["nonce"] for tx in sent] == [
+        start,
+        start + 1,
+        start + 2,
+    ]
+    assert [settle(ours, tx).status for tx in sent] == [ReceiptStatus.CONFIRMED] * 3
 
 
 def test_a_url_serving_another_chain_is_refused(node: AnvilNode) -> None:

@@ -80,16 +80,22 @@ TRANSPORT_ERRORS: Final[tuple[type[BaseException], ...]] = (
 #: Errors a node (or eth-tester) raises when a call reverts or a transaction is refused.
 NODE_ERRORS: Final[tuple[type[BaseException], ...]] = (ContractLogicError, Web3RPCError)
 _EVM_ADDRESS = re.compile(r"0[xX][0-9a-fA-F]{40}")
-_NONCE_CONFLICT = re.compile(r"nonce too low|invalid transaction nonce|nonce.*already", re.I)
+#: What a node says when another writer holds our nonce: mined already ("nonce too low"), or
+#: still in the mempool with a fee ours does not outbid ("replacement transaction
+#: underpriced", geth, anvil and reth alike). Either way ours was refused, nothing was sent.
+_NONCE_CONFLICT = re.compile(
+    r"nonce too low|invalid transaction nonce|nonce.*already|replacement transaction underpriced",
+    re.I,
+)
 #: What a node says when a call cannot succeed (as opposed to the node itself failing).
 _CANNOT_SUCCEED = re.compile(
     r"revert|insufficient funds|out of gas|gas required exceeds|invalid opcode|exceeds allowance"
     r"|exceeds balance",
     re.I,
 )
-_SEND_ATTEMPTS: Final = 2
+_SEND_ATTEMPTS: Final = 2  # one retry, only when another writer took our nonce
 #: Seconds a base fee and priority tip read from the node are reused by fee quotes.
-FEE_MARKET_CACHE_S: Final = 1.0  # one retry, only when another writer took our nonce
+FEE_MARKET_CACHE_S: Final = 1.0
 
 
 class EvmChain:
@@ -292,8 +298,10 @@ class EvmChain:
             try:
                 return self._sign_and_broadcast(call, signer, fee)
             except ChainRejected as exc:
-                if attempt + 1 == _SEND_ATTEMPTS or not _NONCE_CONFLICT.search(exc.message):
+                if not _NONCE_CONFLICT.search(exc.message):
                     raise
+                if attempt + 1 == _SEND_ATTEMPTS:
+                    raise nonce_conflict(exc) from exc
                 log.info("nonce conflict sending from %s; retrying with a fresh nonce", call.sender)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -393,6 +401,13 @@ class EvmChain:
             raise ChainUnavailable(
                 f"the {self._network} node did not answer: {reason_of(exc)}"
             ) from exc
+
+
+def nonce_conflict(refused: ChainRejected) -> ChainRejected:
+    """The refusal of a send whose nonce another writer took twice running, named as such: a
+    node's own words ("replacement transaction underpriced") do not tell an operator that
+    the cause is another sender from the same address, nor that nothing was sent."""
+    return ChainRejected(f"nonce conflict, still after one retry: {refused.message}")
 
 
 def is_revert(exc: BaseException) -> bool:

@@ -208,8 +208,12 @@ class AuditVerificationOut(BaseModel):
 
     ok: bool
     events: int
+    first_seq: int | None
     last_seq: int | None
     head_hash: str | None
+    #: After a retention purge: the purged event the chain starts after, whose hash the
+    #: signed anchor checkpoint vouches for (None: the chain starts at event 1).
+    anchor_seq: int | None
     checkpoints: int
     signed_through: int | None
     unsigned_events: int
@@ -248,8 +252,10 @@ def verify_audit(
     return AuditVerificationOut(
         ok=report.ok,
         events=report.events,
+        first_seq=report.first_seq,
         last_seq=report.last_seq,
         head_hash=report.head_hash,
+        anchor_seq=report.anchor_seq,
         checkpoints=report.checkpoints,
         signed_through=report.signed_through,
         unsigned_events=report.unsigned_events,
