@@ -18,6 +18,7 @@ import requests
 from eth_typing import HexStr
 from tests.anvil import KeySigner
 from web3 import Web3
+from web3.exceptions import Web3RPCError
 
 from treasurer.adapters.chains import (
     NETWORKS,
@@ -433,6 +434,30 @@ def test_a_nonce_taken_by_another_writer_is_retried(local: LocalEvm, payer: KeyS
     assert _nonce(local, local.chain.send(move, payer, fee)) == 0
     assert _nonce(local, other.send(move, payer, fee)) == 1
     assert _nonce(local, local.chain.send(move, payer, fee)) == 2
+
+
+def test_a_nonce_taken_twice_running_fails_named_as_a_nonce_conflict(
+    local: LocalEvm, payer: KeySigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer holds our nonce in the mempool, and the fresh one on the retry too: the
+    send is refused after exactly one retry (nothing sent), and the error names the nonce
+    conflict, which the node's own words ("replacement transaction underpriced") do not."""
+    move = Transfer(payer.address, _fresh(), 1)
+    fee = local.chain.quote_fee(move)
+    tries: list[bytes] = []
+
+    def held_by_another(raw: bytes) -> bytes:
+        tries.append(raw)
+        raise Web3RPCError("{'code': -32003, 'message': 'replacement transaction underpriced'}")
+
+    monkeypatch.setattr(local.w3.eth, "send_raw_transaction", held_by_another)
+    named = r"^nonce conflict.*replacement transaction underpriced"
+    with pytest.raises(ChainRejected, match=named):
+        local.chain.send(move, payer, fee)
+    monkeypatch.undo()
+
+    assert len(tries) == 2
+    assert _nonce(local, local.chain.send(move, payer, fee)) == 0  # no gap was left
 
 
 # -- unacknowledged broadcasts ----------------------------------------------------------------
