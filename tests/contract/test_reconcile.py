@@ -29,6 +29,7 @@ from tests.reconcile_world import (
 
 import treasurer
 from treasurer.adapters.chains.evm_local import LocalEvm
+from treasurer.adapters.sql import reconcile_store
 from treasurer.adapters.sql.reconcile_store import SqlReconcileStore
 from treasurer.bootstrap.reconcile import open_reconciler
 from treasurer.domain.authorization import AuthState
@@ -175,6 +176,31 @@ def test_an_unauthorized_transfer_freezes_the_agent_when_configured(freezing: Wo
         recipient=world.side.fresh_address(),
     )
     assert not denied.allowed and "agent_frozen" in denied.codes
+
+
+def test_the_freeze_commits_with_the_unauthorized_record_or_neither_does(
+    freezing: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The breach's record, its spend and the agent's freeze are one transaction: when the
+    freeze cannot be written, nothing of the verdict is kept (the agent is not left free with
+    its breach recorded), and the next pass records both."""
+    world = freezing
+    world.side.wallet.send_token(world.side.fresh_address(), 5 * DUSD)
+
+    def broken(*_args: object, **_kwargs: object) -> bool:
+        raise RuntimeError("the freeze write failed")
+
+    monkeypatch.setattr(reconcile_store, "set_freeze", broken)
+    with pytest.raises(WatchFailed):
+        world.watcher.run_once()
+    assert world.transfers() == [] and world.captured_usd() == 0
+    assert world.audits("spend.unauthorized") == []
+    monkeypatch.undo()
+    world.settle()
+    assert [r.status for r in world.transfers()] == [TransferStatus.UNAUTHORIZED]
+    assert world.captured_usd() == 5_000_000
+    assert Scope(ScopeKind.AGENT, "agent_a") in world.gov.cache.get().frozen
+    assert len(world.audits("freeze.set")) == 1
 
 
 def test_a_second_identical_transfer_is_not_covered_by_the_first_authorization(

@@ -17,8 +17,21 @@ from typing import Protocol
 
 from treasurer.domain.authorization import Authorization
 from treasurer.domain.budgets import BudgetClaim
+from treasurer.domain.org import Scope
 from treasurer.service.chain_ports import ObservedTransfer
 from treasurer.service.ports import AuditRecord
+
+
+@dataclass(frozen=True, slots=True)
+class FreezeOrder:
+    """A scope to freeze in the same transaction as an unauthorized spend's record
+    (``on_breach: freeze_agent``), with the ``freeze.set`` audit event it writes if it
+    changed anything."""
+
+    scope: Scope
+    reason: str
+    actor: str
+    audit: AuditRecord
 
 
 class TransferStatus(StrEnum):
@@ -100,10 +113,11 @@ class ReconcileStore(Protocol):
         record: TransferRecord,
         expected: TransferStatus | None,
         audits: Sequence[AuditRecord] = (),
+        freeze: FreezeOrder | None = None,
     ) -> bool:
         """Insert ``record`` (``expected`` None) or move a stored one from ``expected`` to
-        ``record.status``, with ``audits``, in one transaction; False when it was already
-        recorded (or no longer in ``expected``): another pass got there first."""
+        ``record.status``, with ``audits`` and ``freeze``, in one transaction; False when it
+        was already recorded (or no longer in ``expected``): another pass got there first."""
         ...
 
     def record_unauthorized(
@@ -114,10 +128,12 @@ class ReconcileStore(Protocol):
         claims: Sequence[BudgetClaim],
         audits: Sequence[AuditRecord],
         now: datetime,
+        freeze: FreezeOrder | None = None,
     ) -> bool:
         """:meth:`settle` plus, in the same transaction, ``authorization`` (captured) and its
         posting on every claim's balance row, past the limit if need be (the excess is kept
-        as the row's overdraft). False, writing nothing, when the record was already settled."""
+        as the row's overdraft), and ``freeze``. False, writing nothing, when the record was
+        already settled."""
         ...
 
     def awaiting(self, network: str, limit: int) -> list[TransferRecord]:

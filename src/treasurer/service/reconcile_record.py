@@ -2,9 +2,10 @@
 
 Each verdict is written in one transaction through the :class:`ReconcileStore` (the transfer's
 record, and for money nobody authorized the captured authorization that counts it, its
-budget postings and its audit events: :mod:`.reconcile_spend`). Only then, and only when the
-record was new, does the org's ``settings.on_breach`` act: ``freeze_agent`` freezes the agent
-at once. The audit events are what the notifier turns into webhooks.
+budget postings and its audit events: :mod:`.reconcile_spend`). When the org's
+``settings.on_breach`` lists ``freeze_agent``, the agent's freeze is part of that same
+transaction, written only if the record is new: no crash can record a breach and leave its
+agent free to spend. The audit events are what the notifier turns into webhooks.
 """
 
 from __future__ import annotations
@@ -15,12 +16,17 @@ from dataclasses import replace
 from treasurer.domain.authorization import Authorization
 from treasurer.domain.config import OrgConfig
 from treasurer.domain.money import usd_decimal_text
-from treasurer.domain.org import Wallet
+from treasurer.domain.org import Scope, ScopeKind, Wallet
 from treasurer.service.admin import Governance
 from treasurer.service.chain_ports import ObservedTransfer
 from treasurer.service.ports import AuditRecord
 from treasurer.service.reconcile_match import Verdict
-from treasurer.service.reconcile_ports import ReconcileStore, TransferRecord, TransferStatus
+from treasurer.service.reconcile_ports import (
+    FreezeOrder,
+    ReconcileStore,
+    TransferRecord,
+    TransferStatus,
+)
 from treasurer.service.reconcile_spend import (
     ACTOR,
     Valuation,
@@ -76,10 +82,11 @@ class Recorder:
             detail={"value_usd": auth.decision["value_usd"], "priced": valuation.priced},
             resolved_at=now,
         )
-        done = self.store.record_unauthorized(settled, expected, auth, claims, [audit], now)
+        freeze = self._freeze_order(config, wallet, transfer)
+        done = self.store.record_unauthorized(settled, expected, auth, claims, [audit], now, freeze)
         if done:
             log.warning("unauthorized spend: %s", reason[1])
-            self._on_breach(config, wallet, transfer)
+            self._frozen(freeze)
         return done
 
     def mismatch(
@@ -134,6 +141,7 @@ class Recorder:
             detail=detail,
             resolved_at=now,
         )
+        freeze = self._freeze_order(config, wallet, transfer)
         if excess > 0:
             claims = claims_of(
                 config, agent, wallet, replace(valuation, usd_micros=excess), transfer, now
@@ -158,9 +166,11 @@ class Recorder:
                 self._unauthorized_audit(extra, record, valuation, "exceeds_authorization")
             )
             detail["unauthorized_authorization"] = extra.id
-            done = self.store.record_unauthorized(settled, expected, extra, claims, audits, now)
+            done = self.store.record_unauthorized(
+                settled, expected, extra, claims, audits, now, freeze
+            )
         else:
-            done = self.store.settle(settled, expected, audits)
+            done = self.store.settle(settled, expected, audits, freeze)
         if done:
             log.warning(
                 "capture of %s does not match transaction %s: %s differ",
@@ -168,7 +178,7 @@ class Recorder:
                 transfer.tx_id,
                 ", ".join(verdict.differences),
             )
-            self._on_breach(config, wallet, transfer)
+            self._frozen(freeze)
         return done
 
     def _unauthorized_audit(
@@ -200,12 +210,19 @@ class Recorder:
             },
         )
 
-    def _on_breach(self, config: OrgConfig, wallet: Wallet, transfer: ObservedTransfer) -> None:
-        """Freeze the agent at once when the org file says so (``on_breach: freeze_agent``)."""
+    def _freeze_order(
+        self, config: OrgConfig, wallet: Wallet, transfer: ObservedTransfer
+    ) -> FreezeOrder | None:
+        """The agent's freeze when the org file says so (``on_breach: freeze_agent``), written
+        with the verdict in one transaction."""
         if "freeze_agent" not in config.settings.on_breach:
-            return
-        self.gov.freeze(
-            f"agent:{wallet.agent_id}",
-            reason=f"unauthorized spend from wallet {wallet.id} (tx {transfer.tx_id})",
-            actor=ACTOR,
-        )
+            return None
+        scope = Scope(ScopeKind.AGENT, wallet.agent_id)
+        reason = f"unauthorized spend from wallet {wallet.id} (tx {transfer.tx_id})"
+        audit = AuditRecord("freeze.set", ACTOR, str(scope), {"reason": reason})
+        return FreezeOrder(scope, reason, ACTOR, audit)
+
+    def _frozen(self, freeze: FreezeOrder | None) -> None:
+        """After a committed freeze: this process's next decision must see it at once."""
+        if freeze is not None:
+            self.gov.cache.invalidate()

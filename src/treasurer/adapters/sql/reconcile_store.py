@@ -36,7 +36,7 @@ from treasurer.adapters.sql.codec import (
     loads,
     to_us,
 )
-from treasurer.adapters.sql.config_store import write_audit
+from treasurer.adapters.sql.config_store import set_freeze, write_audit
 from treasurer.adapters.sql.db import MAX_TX_ATTEMPTS, Database, Tx, is_retryable
 from treasurer.domain.authorization import Authorization
 from treasurer.domain.budgets import BudgetClaim
@@ -44,6 +44,7 @@ from treasurer.domain.errors import StoreUnavailable
 from treasurer.service.chain_ports import ObservedTransfer
 from treasurer.service.ports import AuditRecord
 from treasurer.service.reconcile_ports import (
+    FreezeOrder,
     PaymentLink,
     TransferRecord,
     TransferStatus,
@@ -192,12 +193,15 @@ class SqlReconcileStore:
         record: TransferRecord,
         expected: TransferStatus | None,
         audits: Sequence[AuditRecord] = (),
+        freeze: FreezeOrder | None = None,
     ) -> bool:
         def work(tx: Tx) -> bool:
             if not self._write_record(tx, record, expected):
                 return False
+            now = record.resolved_at or record.observed_at
             for audit in audits:
-                write_audit(tx, audit, record.resolved_at or record.observed_at)
+                write_audit(tx, audit, now)
+            _freeze(tx, freeze, now)
             return True
 
         return self._run(work)
@@ -210,6 +214,7 @@ class SqlReconcileStore:
         claims: Sequence[BudgetClaim],
         audits: Sequence[AuditRecord],
         now: datetime,
+        freeze: FreezeOrder | None = None,
     ) -> bool:
         def work(tx: Tx) -> bool:
             if not self._write_record(tx, record, expected):
@@ -220,6 +225,7 @@ class SqlReconcileStore:
                 _post(tx, authorization.id, claim, usd, now)
             for audit in audits:
                 write_audit(tx, audit, now)
+            _freeze(tx, freeze, now)
             return True
 
         return self._run(work)
@@ -405,3 +411,10 @@ def _record(row: tuple[Any, ...]) -> TransferRecord:
         detail=loads(values["detail"]),
         resolved_at=from_us(values["resolved_us"]),
     )
+
+
+def _freeze(tx: Tx, order: FreezeOrder | None, now: datetime) -> None:
+    """Freeze ``order``'s scope in the verdict's transaction (audited if it changed): a crash
+    can no longer leave a breach recorded but its agent still free to spend."""
+    if order is not None and set_freeze(tx, order.scope, True, order.reason, order.actor, now):
+        write_audit(tx, order.audit, now)
