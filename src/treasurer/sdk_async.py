@@ -3,7 +3,7 @@ returns. The same methods as :class:`~treasurer.sdk_sync.Client`, awaited."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
@@ -32,10 +32,12 @@ from treasurer.sdk_common import (
 )
 from treasurer.sdk_errors import transport_error
 from treasurer.wire import (
+    MAX_PAGE_LIMIT,
     AgentOut,
     ApprovalChallengeOut,
     ApprovalStatusOut,
     ApproverOut,
+    AuthorizationOut,
     BacktestOut,
     DecommissionOut,
     FreezeOut,
@@ -318,6 +320,38 @@ class AsyncClient:
     ) -> list[SpendRowOut]:
         """Captured and reserved USD per group over authorizations created in [since, until)."""
         return await self._send(calls.spend(by, since, until, filters))
+
+    async def spend_items(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = MAX_PAGE_LIMIT,
+        after: str | None = None,
+        **filters: str,
+    ) -> PageOf[AuthorizationOut]:
+        """One page of the authorizations :meth:`spend` sums, each with the decision that
+        allowed it, and the cursor of the next page (None on the last); pass it as ``after``.
+        Filters as for :meth:`spend` (``department``, ``agent``, ``wallet``, ...)."""
+        return await self._send(calls.spend_items(since, until, filters, limit, after))
+
+    async def iter_spend_items(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        **filters: str,
+    ) -> AsyncIterator[AuthorizationOut]:
+        """Every spend item of the range, page after page as it is consumed."""
+        after: str | None = None
+        while True:
+            page, after = await self._send(
+                calls.spend_items(since, until, filters, MAX_PAGE_LIMIT, after)
+            )
+            for item in page:
+                yield item
+            if after is None:
+                return
 
     async def backtest(
         self,

@@ -29,6 +29,7 @@ from treasurer.wire import (
     ApprovalChallengeOut,
     ApprovalStatusOut,
     ApproverOut,
+    AuthorizationOut,
     BacktestOut,
     DecommissionOut,
     FreezeOut,
@@ -250,6 +251,23 @@ def spend(
         params=params,
         idempotent=True,
     )
+
+
+def spend_items(
+    since: datetime | None,
+    until: datetime | None,
+    filters: Mapping[str, str],
+    limit: int,
+    after: str | None,
+) -> Call[PageOf[AuthorizationOut]]:
+    """One page of ``/v1/spend/items``: the authorizations the spend totals sum."""
+    params = {**filters, "limit": str(limit)}
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None:
+            params[name] = moment.isoformat()
+    if after is not None:
+        params["after"] = after
+    return Call("GET", "/v1/spend/items", _page(AuthorizationOut), params=params, idempotent=True)
 
 
 def _range_params(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
@@ -31,10 +31,12 @@ from treasurer.sdk_common import (
 )
 from treasurer.sdk_errors import transport_error
 from treasurer.wire import (
+    MAX_PAGE_LIMIT,
     AgentOut,
     ApprovalChallengeOut,
     ApprovalStatusOut,
     ApproverOut,
+    AuthorizationOut,
     BacktestOut,
     DecommissionOut,
     FreezeOut,
@@ -319,6 +321,38 @@ class Client:
     ) -> list[SpendRowOut]:
         """Captured and reserved USD per group over authorizations created in [since, until)."""
         return self._send(calls.spend(by, since, until, filters))
+
+    def spend_items(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = MAX_PAGE_LIMIT,
+        after: str | None = None,
+        **filters: str,
+    ) -> PageOf[AuthorizationOut]:
+        """One page of the authorizations :meth:`spend` sums, each with the decision that
+        allowed it, and the cursor of the next page (None on the last); pass it as ``after``.
+        Filters as for :meth:`spend` (``department``, ``agent``, ``wallet``, ...)."""
+        return self._send(calls.spend_items(since, until, filters, limit, after))
+
+    def iter_spend_items(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        **filters: str,
+    ) -> Iterator[AuthorizationOut]:
+        """Every spend item of the range, page after page as it is consumed (no cap: a
+        quarter may hold more items than :meth:`spend_items` would collect in memory)."""
+        after: str | None = None
+        while True:
+            page, after = self._send(
+                calls.spend_items(since, until, filters, MAX_PAGE_LIMIT, after)
+            )
+            yield from page
+            if after is None:
+                return
 
     def backtest(
         self,

@@ -192,6 +192,8 @@ class AuthorizationOut(BaseModel):
     captured_amount: str | None = None
     captured_usd: str | None = None
     tx_hash: str | None = None
+    #: The chain of the wallet that spent (the itemized spend report lists it per row).
+    chain: str | None = None
 
 
 # -- custodial payments ------------------------------------------------------------------

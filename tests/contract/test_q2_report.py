@@ -16,11 +16,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from fastapi.testclient import TestClient
 from tests.fakes import FakeClock
 from tests.orgs import SHOP, cross_wallet_org
 
 import treasurer
-from treasurer.bootstrap import EmbeddedGovernance
+from treasurer.bootstrap import EmbeddedGovernance, build_app
+from treasurer.service.credentials import create_admin_key
 
 Q2_START = datetime(2026, 4, 1, tzinfo=UTC)
 Q2_END = datetime(2026, 7, 1, tzinfo=UTC)
@@ -142,3 +144,74 @@ def test_q2_report_equals_the_captured_spend_cent_for_cent(
                 assert auth is not None
                 reserved += auth.value_usd_micros
         assert org.pending_usd_micros == reserved
+
+
+def _all_items(http: TestClient, headers: dict[str, str], query: str, limit: int) -> list[Any]:
+    """Every page of ``/v1/spend/items`` (``limit`` per page), following ``next``."""
+    items: list[Any] = []
+    after = ""
+    for _ in range(1000):
+        got = http.get(f"/v1/spend/items?{query}&limit={limit}{after}", headers=headers)
+        assert got.status_code == 200, got.text
+        body = got.json()
+        items += body["items"]
+        if body["next"] is None:
+            return items
+        after = f"&after={body['next']}"
+    raise AssertionError("the cursor never ended")
+
+
+def test_q2_itemized_report_lists_exactly_the_spend_and_adds_up_to_the_totals(
+    database_url: str, clock: FakeClock
+) -> None:
+    """``/v1/spend/items`` over the quarter: the ids are exactly the captured and still
+    reserved spends the generator made in Q2 (never denied or voided ones, never a spend of
+    March or July); their USD adds up to ``/v1/spend`` cent for cent, per department too."""
+    app = build_app(database_url, clock)
+    gov = app.state.treasurer.governance
+    gov.apply(_org())
+    done = _traffic(gov, clock)
+    _key, token = create_admin_key(
+        app.state.treasurer.credentials.store, "audit", "auditor", now=clock.now()
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    q2 = "since=2026-04-01T00:00:00Z&until=2026-07-01T00:00:00Z"
+    in_q2 = [d for d in done if Q2_START <= d.at < Q2_END]
+    spent = {d.auth_id for d in in_q2 if d.state in ("captured", "pending")}
+    gone = {d.auth_id for d in in_q2 if d.state in ("denied", "voided")}
+    assert spent and gone
+
+    with TestClient(app) as http:
+        items = _all_items(http, headers, q2, limit=7)
+        ids = [i["id"] for i in items]
+        assert len(ids) == len(set(ids)), "a page repeated an item"
+        assert set(ids) == spent
+        assert not set(ids) & gone
+        assert ids == [i["id"] for i in sorted(items, key=lambda i: (i["created_at"], i["id"]))]
+        for item in items:
+            assert item["decision"]["allowed"] is True
+            assert item["decision"]["policy_versions"], item["id"]
+
+        [org] = http.get(f"/v1/spend?group_by=org&{q2}", headers=headers).json()["rows"]
+        captured = [Decimal(i["captured_usd"]) for i in items if i["state"] == "captured"]
+        reserved = [Decimal(i["value_usd"]) for i in items if i["state"] != "captured"]
+        assert sum(captured, Decimal(0)) == Decimal(org["captured_usd"])
+        assert sum(reserved, Decimal(0)) == Decimal(org["pending_usd"])
+        assert (len(captured), len(reserved)) == (org["captured_count"], org["pending_count"])
+        # ...and equal to what the generator did, independently of any query.
+        expected = sum(_micros(d.captured) for d in in_q2 if d.state == "captured")
+        assert sum(_micros(c) for c in captured) == expected
+
+        for dept in ("ops", "growth"):
+            mine = _all_items(http, headers, f"{q2}&department={dept}", limit=50)
+            assert {i["id"] for i in mine} == {
+                d.auth_id for d in in_q2 if d.auth_id in spent and DEPARTMENT[d.agent] == dept
+            }
+            [row] = http.get(
+                f"/v1/spend?group_by=org&department={dept}&{q2}", headers=headers
+            ).json()["rows"]
+            total = sum(
+                (Decimal(i["captured_usd"]) for i in mine if i["state"] == "captured"),
+                Decimal(0),
+            )
+            assert total == Decimal(row["captured_usd"])

@@ -16,9 +16,27 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from treasurer.wire import SpendRowOut
+from treasurer.wire import AuthorizationOut, SpendRowOut
 
 SPEND_COLUMNS = ("group", "captured_usd", "pending_usd", "captured_count", "pending_count")
+#: One row per spend item: what was spent (exact decimals), and why it was allowed.
+SPEND_ITEM_COLUMNS = (
+    "id",
+    "created_at",
+    "agent",
+    "wallet",
+    "chain",
+    "asset",
+    "amount",
+    "captured_amount",
+    "value_usd",
+    "captured_usd",
+    "state",
+    "tier",
+    "tx_hash",
+    "reasons",
+    "policies",
+)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 AUDIT_COLUMNS = ("seq", "id", "at", "kind", "actor", "subject", "hash", "payload")
 
@@ -41,6 +59,38 @@ def spend_csv(by: str, rows: Sequence[SpendRowOut]) -> str:
                 row.captured_count,
                 row.pending_count,
                 *(row.amounts.get(a, "") for a in assets),
+            ]
+        )
+    return buffer.getvalue()
+
+
+def spend_items_csv(items: Sequence[AuthorizationOut], *, header: bool = True) -> str:
+    """One line per authorization counted as spend. ``reasons``: the decision's reason codes;
+    ``policies``: ``id@version`` of every policy that decided it; both ``;``-separated.
+    ``header=False`` continues a CSV across pages."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if header:
+        writer.writerow(SPEND_ITEM_COLUMNS)
+    for item in items:
+        decision = item.decision
+        writer.writerow(
+            [
+                item.id,
+                item.created_at.isoformat(),
+                item.agent,
+                item.wallet,
+                item.chain or "",
+                item.asset or "",
+                item.amount,
+                item.captured_amount or "",
+                item.value_usd,
+                item.captured_usd or "",
+                item.state,
+                item.tier,
+                item.tx_hash or "",
+                ";".join(reason.code for reason in decision.reasons),
+                ";".join(f"{p}@{v}" for p, v in sorted(decision.policy_versions.items())),
             ]
         )
     return buffer.getvalue()

@@ -6,7 +6,7 @@ method names over HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,6 +24,7 @@ from treasurer.service.orgfile_export import export_org_file
 from treasurer.service.orgfile_parse import parse_org_file
 from treasurer.service.ports import AuditRecord, SpendRow
 from treasurer.service.requests import SpendInput
+from treasurer.service.spend_items import MAX_ITEMS_PAGE, SpendPage, spend_page
 
 #: ``to``/``data``/``value``: the raw contract call an external wallet is about to sign,
 #: decoded into the spend it is (see :mod:`treasurer.service.requests`).
@@ -281,6 +282,29 @@ class Governance(GovernanceCore):
                 f"unknown filter(s): {', '.join(sorted(unknown))}", field="filters"
             )
         return self.store.spend(by, since, until, dict(filters))
+
+    def spend_items(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = MAX_ITEMS_PAGE,
+        after: str | None = None,
+        departments: Sequence[str] | None = None,
+        **filters: str,
+    ) -> SpendPage:
+        """One page of the authorizations :meth:`spend` sums, each with its decision (why it
+        was allowed), in (created_at, id) order; pass ``next`` as ``after`` to continue.
+        ``departments`` narrows to those departments (a scoped key's reach)."""
+        return spend_page(
+            self.store,
+            since=since,
+            until=until,
+            filters=dict(filters),
+            departments=departments,
+            limit=limit,
+            after=after,
+        )
 
     def spent_today(self, *, by: str = "agent", **filters: str) -> list[SpendRow]:
         """Spend in the current calendar day of the org timezone."""

@@ -235,6 +235,20 @@ class Store(Protocol):
         filters: dict[str, str],
     ) -> list[SpendRow]: ...
 
+    def spend_authorizations(
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        filters: dict[str, str],
+        departments: Sequence[str] | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[Authorization]:
+        """Exactly the authorizations :meth:`spend` sums (created in [since, until), captured
+        or still reserving), in (created_at, id) order after the ``after`` cursor. ``filters``
+        as for spend; ``departments``: only these (None: any), for department-scoped keys."""
+        ...
+
     def audit_events(self, limit: int, after_id: int = 0) -> list[dict[str, object]]:
         """Events with ``id > after_id`` in id order: ``id``, ``at``, ``kind``, ``actor``,
         ``subject``, ``payload`` and the chain position ``seq``, ``hash``, ``prev_hash``

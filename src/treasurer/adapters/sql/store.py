@@ -16,7 +16,12 @@ from treasurer.adapters.sql.codec import AUTH_COLUMNS, auth_from_row, from_us, l
 from treasurer.adapters.sql.db import MAX_TX_ATTEMPTS, Database, Tx, is_retryable, open_database
 from treasurer.adapters.sql.migrations import latest_revision
 from treasurer.adapters.sql.reserve_batch import DuplicateKey, ReserveBatcher
-from treasurer.domain.authorization import RESERVING_STATES, Authorization, AuthorizationLine
+from treasurer.domain.authorization import (
+    RESERVING_STATES,
+    Authorization,
+    AuthorizationLine,
+    AuthState,
+)
 from treasurer.domain.budgets import BudgetBalance, BudgetClaim
 from treasurer.domain.config import OrgConfig
 from treasurer.domain.errors import StoreUnavailable
@@ -51,6 +56,10 @@ _FILTER_COLUMNS = {
     "vendor": "vendor",
 }
 _RESERVING = "('" + "','".join(sorted(s.value for s in RESERVING_STATES)) + "')"
+#: The states whose authorizations count as spend: captured, or still reserving.
+_SPENDING = (
+    "('" + "','".join(sorted(s.value for s in {AuthState.CAPTURED, *RESERVING_STATES})) + "')"
+)
 
 
 class SqlStore:
@@ -414,6 +423,44 @@ class SqlStore:
             )
             for r in rows
         ]
+
+    def spend_authorizations(
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        filters: dict[str, str],
+        departments: Sequence[str] | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[Authorization]:
+        """The rows :meth:`spend` sums (captured or still reserving, created in the range),
+        one by one in (created_at, id) order: the itemized report pages through them."""
+        where = [f"state IN {_SPENDING}"]
+        params: dict[str, object] = {"limit": limit}
+        if since is not None:
+            where.append("created_us >= :since")
+            params["since"] = to_us(since)
+        if until is not None:
+            where.append("created_us < :until")
+            params["until"] = to_us(until)
+        for name, value in sorted(filters.items()):
+            where.append(f"{_FILTER_COLUMNS[name]} = :f_{name}")
+            params[f"f_{name}"] = value
+        if departments is not None:
+            names = [f"d{i}" for i in range(len(departments))]
+            params.update(zip(names, departments, strict=True))
+            where.append(
+                f"department_id IN ({', '.join(':' + n for n in names)})" if names else "1 = 0"
+            )
+        if after is not None:
+            where.append("(created_us > :after_us OR (created_us = :after_us AND id > :after_id))")
+            params.update(after_us=to_us(after[0]), after_id=after[1])
+        sql = (
+            f"SELECT {AUTH_COLUMNS} FROM authorizations WHERE {' AND '.join(where)} "
+            "ORDER BY created_us, id LIMIT :limit"
+        )
+        rows = self._run(lambda tx: tx.all(sql, params), write=False, atomic=False)
+        return [auth_from_row(row) for row in rows]
 
     def audit_events(self, limit: int, after_id: int = 0) -> list[dict[str, object]]:
         """Events in id order, with their chain position (None until sealed)."""

@@ -18,6 +18,7 @@ import typer
 from treasurer.domain.errors import InvalidRequest
 from treasurer.domain.windows import quarter_range
 from treasurer.interfaces.cli import output
+from treasurer.interfaces.cli.output import usd
 from treasurer.interfaces.cli.remote import (
     JsonOpt,
     KeyFileOpt,
@@ -27,18 +28,10 @@ from treasurer.interfaces.cli.remote import (
     open_backend,
     run,
 )
+from treasurer.interfaces.cli.spend_items_report import check_format, show_itemized
 from treasurer.interfaces.cli.wiring import Wiring
 from treasurer.interfaces.csv_text import spend_csv
 from treasurer.wire import DecisionOut, PlanOut, SpendRowOut
-
-
-def usd(text: str | None) -> str:
-    """``"1498.5"`` as ``$1,498.50`` (sub-cent amounts keep their digits)."""
-    if text is None:
-        return "-"
-    value = Decimal(text)
-    cents = value.quantize(Decimal("0.01"))
-    return f"${cents:,.2f}" if cents == value else f"${value:,f}"
 
 
 def plan_lines(plan: PlanOut) -> list[str]:
@@ -130,6 +123,14 @@ def register(cli: typer.Typer, wiring: Wiring) -> None:
         ] = None,
         since: Annotated[str | None, typer.Option(help="Start date (YYYY-MM-DD, UTC).")] = None,
         until: Annotated[str | None, typer.Option(help="End date, exclusive (YYYY-MM-DD).")] = None,
+        itemized: Annotated[
+            bool,
+            typer.Option(
+                "--itemized",
+                help="Every spend of the range, one per line, with why it was allowed; "
+                "then the totals.",
+            ),
+        ] = False,
         as_json: JsonOpt = False,
         fmt: Annotated[
             str, typer.Option("--format", help="table|json|csv (csv: exact decimal USD).")
@@ -138,17 +139,17 @@ def register(cli: typer.Typer, wiring: Wiring) -> None:
         key: KeyOpt = None,
         key_file: KeyFileOpt = None,
     ) -> None:
-        """Spend (captured and still reserved) per group for a time range."""
+        """Spend (captured and still reserved) per group for a time range; with --itemized,
+        each spend and the decision that allowed it."""
         target = Target(url, key, key_file)
 
         def action() -> int:
-            if fmt not in ("table", "json", "csv"):
-                raise InvalidRequest(
-                    f"--format: {fmt!r} must be table, json or csv", field="format"
-                )
+            check_format(fmt)
             start, end = parse_range(quarter, since, until)
             backend = open_backend(wiring, target)
             try:
+                if itemized:
+                    return show_itemized(backend, start, end, "json" if as_json else fmt)
                 rows = backend.spend(by=by, since=start, until=end)
             finally:
                 backend.close()

@@ -13,9 +13,22 @@ from datetime import datetime
 from typing import Any
 
 from treasurer.interfaces.cli.wiring import Embedded
-from treasurer.interfaces.http.views import decision_out, plan_out, price_out, spend_row_out
+from treasurer.interfaces.http.views import (
+    authorization_out,
+    decision_out,
+    plan_out,
+    price_out,
+    spend_row_out,
+)
 from treasurer.interfaces.http.views_simulation import backtest_out
-from treasurer.wire import BacktestOut, DecisionOut, PlanOut, PriceOut, SpendRowOut
+from treasurer.wire import (
+    AuthorizationOut,
+    BacktestOut,
+    DecisionOut,
+    PlanOut,
+    PriceOut,
+    SpendRowOut,
+)
 
 
 class EmbeddedBackend:
@@ -51,6 +64,17 @@ class EmbeddedBackend:
         self, *, by: str = "agent", since: datetime | None = None, until: datetime | None = None
     ) -> list[SpendRowOut]:
         return [spend_row_out(r) for r in self._embedded.spend(by=by, since=since, until=until)]
+
+    def spend_items(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 500,
+        after: str | None = None,
+    ) -> tuple[list[AuthorizationOut], str | None]:
+        page = self._embedded.spend_items(since=since, until=until, limit=limit, after=after)
+        return [authorization_out(auth) for auth in page.items], page.next
 
     def set_price(self, asset: str, price_usd: str) -> PriceOut:
         return price_out(asset, self._embedded.set_price(asset, price_usd))

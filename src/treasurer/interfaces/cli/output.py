@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from rich.console import Console
@@ -76,3 +77,12 @@ def fail(error: TreasurerError, hint: str | None = None) -> int:
     if hint:
         errors.print(f"[dim]→ {escape(hint)}[/]", markup=True, highlight=False)
     return exit_code_for(error)
+
+
+def usd(text: str | None) -> str:
+    """``"1498.5"`` as ``$1,498.50`` (sub-cent amounts keep their digits)."""
+    if text is None:
+        return "-"
+    value = Decimal(text)
+    cents = value.quantize(Decimal("0.01"))
+    return f"${cents:,.2f}" if cents == value else f"${value:,f}"

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from treasurer.interfaces.cli import output
-from treasurer.interfaces.cli.core_commands import show_decision, usd
+from treasurer.interfaces.cli.core_commands import show_decision
 from treasurer.interfaces.cli.org_commands import emit_models, when
+from treasurer.interfaces.cli.output import usd
 from treasurer.interfaces.cli.remote import JsonOpt, KeyFileOpt, Target, UrlOpt, run_remote
 from treasurer.interfaces.cli.wiring import Wiring
 from treasurer.wire import PaymentPreviewOut

@@ -12,7 +12,8 @@ import typer
 
 from treasurer.domain.errors import InvalidRequest
 from treasurer.interfaces.cli import output
-from treasurer.interfaces.cli.core_commands import parse_range, usd
+from treasurer.interfaces.cli.core_commands import parse_range
+from treasurer.interfaces.cli.output import usd
 from treasurer.interfaces.cli.remote import (
     JsonOpt,
     KeyFileOpt,

@@ -21,7 +21,15 @@ from treasurer.domain.outcome import Decision
 from treasurer.service.admin import ApplyResult
 from treasurer.service.backtest import BacktestReport
 from treasurer.service.ports import SpendRow
-from treasurer.wire import BacktestOut, DecisionOut, PlanOut, PriceOut, SpendRowOut
+from treasurer.service.spend_items import SpendPage
+from treasurer.wire import (
+    AuthorizationOut,
+    BacktestOut,
+    DecisionOut,
+    PlanOut,
+    PriceOut,
+    SpendRowOut,
+)
 
 if TYPE_CHECKING:
     from treasurer.sdk import Client
@@ -55,6 +63,15 @@ class Embedded(Protocol):
         self, *, by: str = "agent", since: datetime | None = None, until: datetime | None = None
     ) -> list[SpendRow]: ...
 
+    def spend_items(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 500,
+        after: str | None = None,
+    ) -> SpendPage: ...
+
     def set_price(self, asset: str, price_usd: object, *, actor: str = "admin") -> PriceQuote: ...
 
     def backtest(
@@ -86,6 +103,17 @@ class Backend(Protocol):
     def spend(
         self, *, by: str = "agent", since: datetime | None = None, until: datetime | None = None
     ) -> list[SpendRowOut]: ...
+
+    def spend_items(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 500,
+        after: str | None = None,
+    ) -> tuple[list[AuthorizationOut], str | None]:
+        """One page of the itemized spend report and the cursor of the next."""
+        ...
 
     def set_price(self, asset: str, price_usd: str) -> PriceOut: ...
 

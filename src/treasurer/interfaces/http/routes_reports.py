@@ -1,4 +1,5 @@
-"""Reports: ``/v1/spend`` (aggregates), ``/v1/audit`` (the event log), ``/v1/audit/verify``.
+"""Reports: ``/v1/spend`` (aggregates), ``/v1/spend/items`` (the same spend, itemized),
+``/v1/audit`` (the event log), ``/v1/audit/verify``.
 
 A key scoped to a department sees the spend of its department and the teams below it only;
 the audit log is org-wide, so it needs an unscoped key.
@@ -19,17 +20,17 @@ from pydantic import BaseModel
 
 from treasurer.domain.audit_verify import Finding
 from treasurer.domain.errors import Forbidden, InvalidRequest
-from treasurer.interfaces.csv_text import spend_csv
+from treasurer.interfaces.csv_text import spend_csv, spend_items_csv
 from treasurer.interfaces.http.deps import Ctx, Pages, Reader, Reporter, stored_page
 from treasurer.interfaces.http.problems import COMMON, NotImplementedYet, responses
-from treasurer.interfaces.http.views import audit_event_out, spend_row_out
+from treasurer.interfaces.http.views import audit_event_out, authorization_out, spend_row_out
 from treasurer.service.admin import GROUPS
 from treasurer.service.audit import audit_of
 from treasurer.service.audit_ports import AuditEntry, AuditQuery
 from treasurer.service.audit_signing import public_key_from_text
 from treasurer.service.auth_access import require_org_wide
 from treasurer.service.ports import SpendRow
-from treasurer.wire import AuditEventOut, Page, SpendReport
+from treasurer.wire import AuditEventOut, AuthorizationOut, Page, SpendReport
 
 router = APIRouter(tags=["reports"], responses=COMMON)
 Filter = Annotated[str | None, Query(max_length=200)]
@@ -99,6 +100,55 @@ def spend(
     if format == "csv":
         return Response(spend_csv(group_by, out), media_type="text/csv; charset=utf-8")
     return SpendReport(group_by=group_by, since=since, until=until, rows=out)
+
+
+@router.get(
+    "/v1/spend/items",
+    response_model=Page[AuthorizationOut],
+    responses={**responses(400), 200: {"content": {"text/csv": {}}}},
+)
+def spend_items(
+    ctx: Ctx,
+    who: Reporter,
+    pages: Pages,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    department: Filter = None,
+    agent: Filter = None,
+    wallet: Filter = None,
+    chain: Filter = None,
+    asset: Filter = None,
+    vendor: Filter = None,
+    format: Annotated[
+        Literal["json", "csv"],
+        Query(description="csv: one row per item (this page), exact decimals"),
+    ] = "json",
+) -> Page[AuthorizationOut] | Response:
+    """Every authorization ``/v1/spend`` sums, one by one, with the decision that allowed it.
+
+    Same range, filters and department scoping as ``/v1/spend``, so the captured and reserved
+    USD of all pages add up to its totals. Ordered by creation time, then id; pass ``next``
+    as ``after`` to continue (with csv, the cursor is in the ``Treasurer-Next`` header).
+    """
+    since, until = _aware(since, "since"), _aware(until, "until")
+    given = {"agent": agent, "wallet": wallet, "chain": chain, "asset": asset, "vendor": vendor}
+    filters = {k: v for k, v in given.items() if v is not None}
+    depts = _departments(ctx.view(who).departments_in_scope(), department)
+    page = ctx.governance.spend_items(
+        since=since,
+        until=until,
+        limit=pages.limit,
+        after=pages.after,
+        departments=None if depts == [None] else [d for d in depts if d is not None],
+        **filters,
+    )
+    items = [authorization_out(auth) for auth in page.items]
+    if format == "csv":
+        headers = {} if page.next is None else {"Treasurer-Next": page.next}
+        return Response(
+            spend_items_csv(items), media_type="text/csv; charset=utf-8", headers=headers
+        )
+    return Page[AuthorizationOut](items=items, next=page.next)
 
 
 def _aware(moment: datetime | None, name: str) -> datetime | None:

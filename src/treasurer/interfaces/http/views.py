@@ -69,6 +69,7 @@ def authorization_out(
         if auth.captured_usd_micros is None
         else usd_decimal_text(auth.captured_usd_micros),
         tx_hash=auth.tx_hash,
+        chain=auth.chain,
     )
 
 
