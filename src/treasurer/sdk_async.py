@@ -56,7 +56,7 @@ from treasurer.wire import (
     WebhookDeliveryOut,
     WebhookOut,
 )
-from treasurer.wire_audit import AuditPurgeOut
+from treasurer.wire_audit import AuditPurgeOut, AuditVerificationOut
 
 T = TypeVar("T")
 
@@ -521,6 +521,12 @@ class AsyncClient:
         """Purge sealed audit events older than the org's retention (only those before
         ``before``, when given); ``dry_run`` reports what would go. Admin keys only."""
         return await self._send(calls.purge_audit(before, dry_run))
+
+    async def verify_audit(self, *, public_key: str | None = None) -> AuditVerificationOut:
+        """Verify the live audit chain and its signed checkpoints (an org-wide key);
+        ``public_key`` (64 hex digits) pins the key every checkpoint must be signed by.
+        A broken chain is an answer (``ok`` false, ``first_broken`` names the event)."""
+        return await self._send(calls.verify_audit(public_key))
 
     # -- approvals and cancel --------------------------------------------------------------
     async def approvals(self, subject_id: str) -> ApprovalStatusOut:

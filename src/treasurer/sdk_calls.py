@@ -49,7 +49,7 @@ from treasurer.wire import (
     WebhookDeliveryOut,
     WebhookOut,
 )
-from treasurer.wire_audit import AuditPurgeOut
+from treasurer.wire_audit import AuditPurgeOut, AuditVerificationOut
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -463,6 +463,13 @@ def purge_audit(before: datetime | None, dry_run: bool) -> Call[AuditPurgeOut]:
     if before is not None:
         body["before"] = before.isoformat()
     return Call("POST", "/v1/audit/purge", _model(AuditPurgeOut), body=body, idempotent=dry_run)
+
+
+def verify_audit(public_key: str | None) -> Call[AuditVerificationOut]:
+    """The verdict on the live chain (it seals first, which changes no event)."""
+    params = {} if public_key is None else {"public_key": public_key}
+    path = "/v1/audit/verify"
+    return Call("GET", path, _model(AuditVerificationOut), params=params, idempotent=True)
 
 
 # -- approvals and cancel ------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The JSON shapes of ``POST /v1/audit/purge`` (retention), shared by server, SDK and CLI.
+"""The JSON shapes of ``POST /v1/audit/purge`` (retention) and ``GET /v1/audit/verify``,
+shared by server, SDK and CLI.
 
 Kept beside :mod:`treasurer.wire` rather than in it so the retention feature stays one small
 module; the same rule holds: pydantic models only, no server code (an import-linter contract).
@@ -38,3 +39,35 @@ class AuditPurgeOut(BaseModel):
     upto_seq: int | None
     upto_hash: str | None
     checkpoint_seq: int | None
+
+
+class AuditFindingOut(BaseModel):
+    """One problem of the chain: what, where, and in words."""
+
+    problem: str
+    message: str
+    seq: int | None = None
+    id: int | None = None
+
+
+class AuditVerificationOut(BaseModel):
+    """The verdict on the live hash chain (``ok`` false names the first broken event)."""
+
+    ok: bool
+    events: int
+    first_seq: int | None
+    last_seq: int | None
+    head_hash: str | None
+    #: The chain starts at event 1 (linked to the genesis hash).
+    from_genesis: bool
+    #: After a retention purge: the purged event the chain starts after, whose hash the
+    #: signed anchor checkpoint vouches for (None: the chain starts at event 1).
+    anchor_seq: int | None
+    checkpoints: int
+    signed_through: int | None
+    unsigned_events: int
+    unsealed_events: int
+    key_ids: list[str]
+    first_broken: AuditFindingOut | None
+    checkpoint_problems: list[AuditFindingOut]
+    checkpoint_problem_count: int

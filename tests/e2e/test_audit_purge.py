@@ -23,6 +23,7 @@ from tests.orgs import SHOP, cross_wallet_org
 from typer.testing import CliRunner, Result
 
 import treasurer
+from treasurer.adapters.sql.migrations.v0011_audit_append_only import drop_guards
 from treasurer.adapters.yaml_files import dump_org_file, load_org_file
 from treasurer.bootstrap import build_app, open_governance
 from treasurer.interfaces.cli.app import Wiring, build_cli
@@ -225,3 +226,64 @@ def test_remote_cli_purge(api: Api) -> None:
     assert done.exit_code == EXIT_OK, done.output
     assert "Purged" in done.output and "signed checkpoint" in done.output
     assert api.trail.verify_live(SIGNER.public_key).report.ok
+
+
+def test_cli_verifies_the_live_chain_of_a_server_after_a_purge_and_names_a_tamper(
+    api: Api, public_key: Path
+) -> None:
+    """``treasurer audit verify --url`` (no file): the server's live chain, from its purge
+    anchor, pinned to the public key; after a row is edited in the database it exits 1 and
+    names the event, exactly as the offline verify of a file does."""
+
+    def connect(url: str, key: str) -> Client:
+        return treasurer.connect(url, key, http=api.client, retries=0)
+
+    def no_database() -> Any:
+        raise AssertionError("a live verify against a server must not open a local database")
+
+    commands = cli_of(no_database, connect)
+    done = api.post()
+    remote = ("--url", URL, "--key", api.token, "--public-key", str(public_key))
+    intact = run(commands, "audit", "verify", *remote)
+    assert intact.exit_code == EXIT_OK, intact.output
+    said = " ".join(intact.output.split())  # the console wraps long lines
+    assert said.startswith(f"intact {URL}:")
+    assert f"from the signed purge anchor at seq {done['upto_seq']}" in said
+    verdict = json.loads(run(commands, "audit", "verify", *remote, "--json").stdout)
+    assert verdict["ok"] is True and verdict["anchor_seq"] == done["upto_seq"]
+    assert verdict["trusted_key"] == SIGNER.public_key
+
+    db = api.app.state.treasurer.governance.sql.db
+    for statement in drop_guards(db.dialect):  # the tamper needs DDL rights first
+        db.run(lambda tx, s=statement: tx.execute(s))
+    target = done["upto_seq"] + 2
+    edited = db.run(
+        lambda tx: tx.execute(
+            "UPDATE audit_events SET actor = 'admin:mallory' WHERE seq = :s", {"s": target}
+        )
+    )
+    assert edited == 1
+    broken = run(commands, "audit", "verify", *remote, "--json")
+    assert broken.exit_code == EXIT_DENIED, broken.output
+    report = json.loads(broken.stdout)
+    assert (report["first_broken"]["problem"], report["first_broken"]["seq"]) == (
+        "altered",
+        target,
+    )
+    both = run(commands, "audit", "verify", "some-file.jsonl", "--url", URL, "--key", api.token)
+    assert both.exit_code == EXIT_INVALID and "--url" in both.output
+
+
+def test_cli_verifies_the_local_live_chain(
+    sqlite_url: str, clock: FakeClock, public_key: Path
+) -> None:
+    """Without a file or --url: the local database's chain, sealed and signed first."""
+    with open_governance(sqlite_url, clock=clock) as gov:
+        gov.apply(org())
+        gov.authorize(agent="agent_a", wallet="w1", amount="10", asset="USDC")
+    local = cli_of(lambda: open_governance(sqlite_url, clock=clock, audit_signer=SIGNER))
+    intact = run(local, "audit", "verify", "--public-key", str(public_key), "--json")
+    assert intact.exit_code == EXIT_OK, intact.output
+    report = json.loads(intact.stdout)
+    assert report["ok"] is True and report["first_seq"] == 1 and report["events"] > 3
+    assert report["unsealed_events"] == 0

@@ -3,9 +3,11 @@
 
 ``export`` reads the local database (the data directory's, or ``TREASURER_DATABASE_URL``):
 it seals what is waiting, signs the head when the deployment has a signing key, and writes
-JSON Lines. ``verify`` needs no database and no server, only the file and, to pin the
-deployment's key, ``--public-key``: an auditor runs it on their own machine. It exits 0 when
-the export is intact and 1 (the answer is no) when it is not, naming the first broken event.
+JSON Lines. ``verify FILE`` needs no database and no server, only the file and, to pin the
+deployment's key, ``--public-key``: an auditor runs it on their own machine. Without a file,
+``verify`` checks the live chain, of the local database or of ``--url``'s server
+(``GET /v1/audit/verify``). It exits 0 when the chain is intact and 1 (the answer is no) when
+it is not, naming the first broken event.
 """
 
 from __future__ import annotations
@@ -23,9 +25,18 @@ from rich.markup import escape
 
 from treasurer.domain.audit_verify import Finding, VerifyReport, verify_export
 from treasurer.domain.errors import InvalidRequest, TreasurerError
+from treasurer.interfaces.audit_views import report_of
 from treasurer.interfaces.cli import output
 from treasurer.interfaces.cli.audit_purge_command import register_purge
-from treasurer.interfaces.cli.remote import JsonOpt, Target, run
+from treasurer.interfaces.cli.remote import (
+    JsonOpt,
+    KeyFileOpt,
+    KeyOpt,
+    Target,
+    UrlOpt,
+    connect,
+    run,
+)
 from treasurer.interfaces.cli.wiring import Wiring
 from treasurer.interfaces.csv_text import AuditCsv
 from treasurer.service.audit import AuditTrail, ExportSummary, audit_of
@@ -83,7 +94,13 @@ def register(cli: typer.Typer, wiring: Wiring) -> None:
 
     @audit.command("verify")
     def verify(
-        file: Annotated[Path, typer.Argument(help="An export made by `treasurer audit export`.")],
+        file: Annotated[
+            Path | None,
+            typer.Argument(
+                help="An export made by `treasurer audit export`. Without it: the live chain "
+                "of the local database, or of --url's server."
+            ),
+        ] = None,
         public_key: Annotated[
             str | None,
             typer.Option(
@@ -93,10 +110,19 @@ def register(cli: typer.Typer, wiring: Wiring) -> None:
             ),
         ] = None,
         as_json: JsonOpt = False,
+        url: UrlOpt = None,
+        key: KeyOpt = None,
+        key_file: KeyFileOpt = None,
     ) -> None:
-        """Verify an export offline; name the first event altered, removed, inserted or
-        reordered, and every checkpoint that does not hold. Exit 1 when not intact."""
-        run(wiring, Target(), lambda: _verify(file, public_key, as_json))
+        """Verify an export offline, or the live chain; name the first event altered, removed,
+        inserted or reordered, and every checkpoint that does not hold. Exit 1 when not
+        intact."""
+        target = Target(url, key, key_file)
+        if file is None:
+            run(wiring, target, lambda: _verify_live(wiring, target, public_key, as_json))
+        if url is not None:
+            run(wiring, target, _file_and_url)
+        run(wiring, target, lambda: _verify(file, public_key, as_json))
 
 
 def _time(text: str | None, name: str) -> datetime | None:
@@ -173,6 +199,51 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
+def _file_and_url() -> int:
+    raise InvalidRequest(
+        "--url: a FILE is verified offline; drop FILE to verify the server's live chain",
+        field="url",
+    )
+
+
+def _verify_live(wiring: Wiring, target: Target, public_key: str | None, as_json: bool) -> int:
+    """The live chain, checked where it is stored: the server (``--url``) or this database.
+    Both seal what is waiting first, then recompute every hash and check every checkpoint."""
+    trusted = _trusted_key(public_key) if public_key is not None else None
+    if target.url is not None:
+        client = connect(wiring, target)
+        try:
+            verdict = client.verify_audit(public_key=trusted)
+        finally:
+            client.close()
+        report, unsealed, source = report_of(verdict), verdict.unsealed_events, target.url
+    else:
+        backend = wiring.open_backend()
+        try:
+            live = _trail(backend).verify_live(trusted)
+        finally:
+            backend.close()
+        report, unsealed, source = live.report, live.unsealed, "the local audit log"
+    if as_json:
+        output.emit_json(
+            {
+                "ok": report.ok,
+                "unsigned_events": report.unsigned_events,
+                "unsealed_events": unsealed,
+                "trusted_key": trusted,
+                **asdict(report),
+            }
+        )
+    else:
+        _print_report(report, source, pinned=trusted is not None)
+        if unsealed:
+            output.console.print(
+                f"{_count(unsealed, 'event')} of transactions still open are not sealed yet.",
+                highlight=False,
+            )
+    return output.EXIT_OK if report.ok else output.EXIT_DENIED
+
+
 def _verify(file: Path, public_key: str | None, as_json: bool) -> int:
     trusted = _trusted_key(public_key) if public_key is not None else None
     try:
@@ -191,7 +262,7 @@ def _verify(file: Path, public_key: str | None, as_json: bool) -> int:
             }
         )
     else:
-        _print_report(report, file, pinned=trusted is not None)
+        _print_report(report, str(file), pinned=trusted is not None)
     return output.EXIT_OK if report.ok else output.EXIT_DENIED
 
 
@@ -209,7 +280,7 @@ def _trusted_key(given: str) -> str:
         ) from None
 
 
-def _print_report(report: VerifyReport, file: Path, *, pinned: bool) -> None:
+def _print_report(report: VerifyReport, source: str, *, pinned: bool) -> None:
     say = output.console.print
     span = f"seq {report.first_seq}..{report.last_seq}" if report.first_seq is not None else "none"
     origin = (
@@ -219,7 +290,7 @@ def _print_report(report: VerifyReport, file: Path, *, pinned: bool) -> None:
         if report.anchor_seq is not None
         else f"anchored before seq {report.first_seq}"
     )
-    name, events = escape(str(file)), _count(report.events, "event")
+    name, events = escape(source), _count(report.events, "event")
     if report.ok:
         say(f"[bold green]intact[/] {name}: {events} ({span}, {origin}).")
     else:

@@ -16,10 +16,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import BaseModel
 
-from treasurer.domain.audit_verify import Finding
 from treasurer.domain.errors import Forbidden, InvalidRequest
+from treasurer.interfaces.audit_views import verification_out
 from treasurer.interfaces.csv_text import spend_csv, spend_items_csv
 from treasurer.interfaces.http.deps import Ctx, Pages, Reader, Reporter, stored_page
 from treasurer.interfaces.http.problems import COMMON, NotImplementedYet, responses
@@ -31,6 +30,7 @@ from treasurer.service.audit_signing import public_key_from_text
 from treasurer.service.auth_access import require_org_wide
 from treasurer.service.ports import SpendRow
 from treasurer.wire import AuditEventOut, AuthorizationOut, Page, SpendReport
+from treasurer.wire_audit import AuditVerificationOut
 
 router = APIRouter(tags=["reports"], responses=COMMON)
 Filter = Annotated[str | None, Query(max_length=200)]
@@ -244,36 +244,6 @@ def _event_out(entry: AuditEntry) -> AuditEventOut:
     )
 
 
-class AuditFindingOut(BaseModel):
-    """One problem of the chain: what, where, and in words."""
-
-    problem: str
-    message: str
-    seq: int | None = None
-    id: int | None = None
-
-
-class AuditVerificationOut(BaseModel):
-    """The verdict on the live hash chain (``ok`` false names the first broken event)."""
-
-    ok: bool
-    events: int
-    first_seq: int | None
-    last_seq: int | None
-    head_hash: str | None
-    #: After a retention purge: the purged event the chain starts after, whose hash the
-    #: signed anchor checkpoint vouches for (None: the chain starts at event 1).
-    anchor_seq: int | None
-    checkpoints: int
-    signed_through: int | None
-    unsigned_events: int
-    unsealed_events: int
-    key_ids: list[str]
-    first_broken: AuditFindingOut | None
-    checkpoint_problems: list[AuditFindingOut]
-    checkpoint_problem_count: int
-
-
 @router.get("/v1/audit/verify", responses=responses(400, 501))
 def verify_audit(
     ctx: Ctx,
@@ -298,26 +268,4 @@ def verify_audit(
     if trail is None:
         raise NotImplementedYet("this server was built without the audit trail")
     live = trail.verify_live(trusted)
-    report = live.report
-    return AuditVerificationOut(
-        ok=report.ok,
-        events=report.events,
-        first_seq=report.first_seq,
-        last_seq=report.last_seq,
-        head_hash=report.head_hash,
-        anchor_seq=report.anchor_seq,
-        checkpoints=report.checkpoints,
-        signed_through=report.signed_through,
-        unsigned_events=report.unsigned_events,
-        unsealed_events=live.unsealed,
-        key_ids=list(report.key_ids),
-        first_broken=_finding_out(report.first_broken) if report.first_broken else None,
-        checkpoint_problems=[_finding_out(f) for f in report.checkpoint_problems],
-        checkpoint_problem_count=report.checkpoint_problem_count,
-    )
-
-
-def _finding_out(finding: Finding) -> AuditFindingOut:
-    return AuditFindingOut(
-        problem=finding.problem, message=finding.message, seq=finding.seq, id=finding.id
-    )
+    return verification_out(live.report, live.unsealed)
